@@ -1,0 +1,1 @@
+"""DeployForge: a self-hosted deployment control plane."""

@@ -1,0 +1,1 @@
+"""The HTTP API: authentication, limits, the error envelope, routes, OpenAPI."""

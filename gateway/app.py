@@ -1,0 +1,73 @@
+"""The gateway's app factory: `create_app(settings)`; connections live in cleanup_ctx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+from aiohttp import web
+
+from gateway import keys
+from gateway.authn import Authenticator
+from gateway.consistency import ConsistencyWaiter
+from gateway.idempotency import IdempotencyStore
+from gateway.middleware import MIDDLEWARES
+from gateway.openapi import api as meta_api
+from gateway.ratelimit import RateLimiter
+from gateway.routes import auth, health, organizations, tokens, users
+from gateway.settings import GatewaySettings
+from libs.database import create_pool, ensure_core_schema
+from libs.messaging import CommandBus
+
+SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
+ROUTE_TABLES = (auth.api, users.api, organizations.api, tokens.api, health.api, meta_api)
+
+
+async def _connections(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    nc = await nats.connect(
+        settings.nats_url, name="deployforge-gateway", max_reconnect_attempts=-1
+    )
+    pool = await create_pool(settings.database_url, min_size=2, max_size=20)
+    async with pool.acquire() as conn:
+        await ensure_core_schema(conn)
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('deployforge:ddl'))")
+            await conn.execute(SCHEMA)
+    app[keys.NC] = nc
+    app[keys.POOL] = pool
+    app[keys.BUS] = CommandBus(
+        nc, namespace=settings.namespace, timeout=settings.command_timeout_seconds
+    )
+    app[keys.RATE_LIMITER] = RateLimiter(pool)
+    app[keys.IDEMPOTENCY] = IdempotencyStore(pool)
+    authenticator = Authenticator(
+        pool,
+        nc.jetstream(),
+        namespace=settings.namespace,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=settings.access_token_ttl_seconds,
+    )
+    await authenticator.start()
+    app[keys.AUTHENTICATOR] = authenticator
+    waiter = ConsistencyWaiter(settings.database_url, pool)
+    await waiter.start()
+    app[keys.CONSISTENCY] = waiter
+    try:
+        yield
+    finally:
+        await waiter.stop()
+        await authenticator.stop()
+        await pool.close()
+        await nc.drain()
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(_connections)
+    for table in ROUTE_TABLES:
+        app.add_routes(table.routes)
+    return app

@@ -1,0 +1,123 @@
+"""Users: who am I, the members of my organization, and creating users (admins)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from gateway import keys
+from gateway.commands import caught_up, send
+from gateway.middleware import principal_of
+from gateway.pagination import Page, decode_cursor, page_of, page_query
+from gateway.routing import Api, json_response, read_json
+from libs.errors import NotFound, ValidationFailed
+from libs.principal import Principal
+from services.auth.commands import Created, CreateUser
+
+api = Api("users")
+
+
+class Membership(msgspec.Struct, frozen=True, kw_only=True):
+    organization_id: str
+    name: str
+    slug: str
+    role: str
+    joined_at: datetime
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    email: str
+    name: str
+    is_superuser: bool
+    active: bool
+    default_organization_id: str | None
+    created_at: datetime
+    organizations: list[Membership] = []
+
+
+_USER_COLUMNS = "id, email, name, is_superuser, active, default_organization_id, created_at"
+
+
+async def fetch_user(pool: asyncpg.Pool, user_id: str) -> User | None:
+    # The f-strings here interpolate only the constant column list above.
+    row = await pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM auth.users WHERE id = $1", user_id)  # noqa: S608
+    if row is None:
+        return None
+    orgs = await pool.fetch(
+        "SELECT m.organization_id, o.name, o.slug, m.role, m.joined_at FROM auth.memberships m "
+        "JOIN auth.organizations o ON o.id = m.organization_id WHERE m.user_id = $1 "
+        "ORDER BY m.joined_at, m.organization_id",
+        user_id,
+    )
+    return User(**dict(row), organizations=[Membership(**dict(o)) for o in orgs])
+
+
+def _visible(principal: Principal, user: User) -> bool:
+    if principal.is_superuser or principal.user_id == user.id:
+        return True
+    return any(m.organization_id in principal.memberships for m in user.organizations)
+
+
+@api.get("/v1/users/me", summary="The calling user and their organizations", response=User)
+async def me(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    user = await fetch_user(request.app[keys.POOL], principal.user_id)
+    if user is None:
+        raise NotFound("user not found")
+    return json_response(user)
+
+
+@api.post(
+    "/v1/users",
+    summary="Create a user in an organization (admin)",
+    scope="admin",
+    body=CreateUser,
+    response=User,
+    status=201,
+)
+async def create_user(request: web.Request) -> web.Response:
+    body = await read_json(request, CreateUser)
+    result = await send(request, "auth", "create_user", body)
+    created = msgspec.json.decode(result.data, type=Created)
+    await caught_up(request, result)
+    user = await fetch_user(request.app[keys.POOL], created.id)
+    payload: Any = user if user is not None else {"id": created.id}
+    return json_response(payload, status=201, headers={"Location": f"/v1/users/{created.id}"})
+
+
+@api.get("/v1/users", summary="Members of an organization (default: yours)", response=Page[User])
+async def list_users(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    org = request.query.get("organization_id") or principal.organization_id
+    if org is None:
+        raise ValidationFailed("name an organization", "organization_id")
+    if not principal.is_superuser and org not in principal.memberships:
+        raise NotFound("organization not found", {"field": "organization_id"})
+    query = page_query(request)
+    after = decode_cursor(query.cursor)
+    rows = await request.app[keys.POOL].fetch(
+        f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))} FROM auth.users u "  # noqa: S608
+        "JOIN auth.memberships m ON m.user_id = u.id AND m.organization_id = $1 "
+        "WHERE ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3)) "
+        "ORDER BY u.created_at, u.id LIMIT $4",
+        org,
+        after[0] if after else None,
+        after[1] if after else "",
+        query.limit + 1,
+    )
+    items = [User(**dict(r)) for r in rows]
+    return json_response(page_of(items, list(rows), query.limit))
+
+
+@api.get("/v1/users/{id}", summary="One user you share an organization with", response=User)
+async def get_user(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    user = await fetch_user(request.app[keys.POOL], request.match_info["id"])
+    if user is None or not _visible(principal, user):
+        raise NotFound("user not found")
+    return json_response(user)

@@ -1,0 +1,136 @@
+"""Routes that describe themselves: the scope they need and their body and reply types.
+
+`Api` wraps aiohttp's RouteTableDef; each registration is also recorded as
+a `RouteSpec`, from which the OpenAPI document is generated and the auth
+middleware reads the scope a route requires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from libs.errors import ValidationFailed
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SPEC_ATTR = "__deployforge_route__"
+
+
+class RouteSpec(msgspec.Struct, frozen=True, kw_only=True):
+    method: str
+    path: str
+    summary: str
+    tag: str
+    # None: public. Otherwise the token scope the caller needs.
+    scope: str | None = "read"
+    body: Any = None
+    form: bool = False
+    response: Any = None
+    status: int = 200
+    # Health probes, metrics and documents are exempt from rate limits.
+    rate_limited: bool = True
+
+
+REGISTRY: list[RouteSpec] = []
+
+
+class Api:
+    """One per resource module: `api = Api("tokens")`, then `@api.post(...)`."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.routes = web.RouteTableDef()
+
+    def route(self, method: str, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            rs = RouteSpec(method=method, path=path, tag=self.tag, **spec)
+            REGISTRY.append(rs)
+            setattr(handler, SPEC_ATTR, rs)
+            self.routes.route(method, path)(handler)
+            return handler
+
+        return register
+
+    def get(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **spec)
+
+    def post(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **spec)
+
+    def patch(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **spec)
+
+    def delete(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **spec)
+
+
+def spec_of(request: web.Request) -> RouteSpec | None:
+    handler = request.match_info.handler
+    spec = getattr(handler, SPEC_ATTR, None)
+    return spec if isinstance(spec, RouteSpec) else None
+
+
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+async def read_json(request: web.Request, typ: type[T]) -> T:
+    """The request body as `typ`; a 4xx naming the field when it is not one."""
+    content_type = request.content_type
+    if content_type != "application/json":
+        raise ValidationFailed(
+            "send the body as application/json",
+            "Content-Type",
+            status=415,
+            received=content_type or None,
+        )
+    raw = await request.read()
+    decoder = _decoders.get(typ)
+    if decoder is None:
+        decoder = _decoders[typ] = msgspec.json.Decoder(typ)
+    try:
+        body: T = decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(_message(exc), _field(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ValidationFailed(f"malformed JSON: {exc}", "$", status=400) from None
+    return body
+
+
+def convert(data: dict[str, Any], typ: type[T]) -> T:
+    """A form or query mapping as `typ` (strings converted), or a 422 naming the field."""
+    try:
+        result: T = msgspec.convert(data, typ, strict=False)
+        return result
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(_message(exc), _field(exc)) from None
+
+
+def _field(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    if "`$" in message:
+        return message.split("`", 2)[1]
+    if "required field" in message and "`" in message:
+        return "$." + message.split("`", 2)[1]
+    return "$"
+
+
+def _message(exc: msgspec.ValidationError) -> str:
+    return str(exc).split(" - at `", 1)[0]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_encoder.encode(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )

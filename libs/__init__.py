@@ -1,0 +1,1 @@
+"""What every DeployForge service shares, and nothing service-specific."""

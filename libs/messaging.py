@@ -1,0 +1,198 @@
+"""Commands over NATS request/reply, served with `nats.micro`.
+
+A service exposes one endpoint per command on `<ns>.df.<service>.<command>`
+(replicas share the micro queue group). The reply carries the result as JSON
+and, in `DF-Position`, the stream position of the last event the command
+appended, which the gateway hands out as the consistency token. Errors travel
+as micro error replies whose code is an `ErrorCode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.micro import add_service
+from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER, Request
+from nats.micro.service import Service
+from opentelemetry import trace
+
+from libs.errors import DomainError, ErrorCode, ServiceUnavailable, error_from_code
+from libs.principal import Principal
+from libs.tracing import extract_context, inject_headers
+
+log = structlog.get_logger("messaging")
+tracer = trace.get_tracer("deployforge.messaging")
+
+H_PRINCIPAL = "DF-Principal"
+H_REQUEST_ID = "DF-Request-Id"
+H_POSITION = "DF-Position"
+
+C = TypeVar("C", bound=msgspec.Struct)
+
+_principal_decoder = msgspec.json.Decoder(Principal)
+_encoder = msgspec.json.Encoder()
+
+
+class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a handler knows about the request besides the command itself."""
+
+    principal: Principal | None = None
+    request_id: str | None = None
+    traceparent: str | None = None
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    result: Any = None
+    # `<context>:<stream sequence>` of the last event appended, if any.
+    position: str | None = None
+
+
+Handler = Callable[[C, CommandContext], Awaitable[Reply]]
+
+
+class Endpoint(Generic[C]):
+    def __init__(self, command: type[C], handler: Handler[C]) -> None:
+        self.command = command
+        self.handler = handler
+        self.decoder: msgspec.json.Decoder[C] = msgspec.json.Decoder(command)
+
+
+def command_subject(namespace: str, service: str, command: str) -> str:
+    prefix = f"{namespace}." if namespace else ""
+    return f"{prefix}df.{service}.{command}"
+
+
+def service_name(namespace: str, service: str) -> str:
+    return f"df-{service}-{namespace}" if namespace else f"df-{service}"
+
+
+async def serve(
+    nc: NATS,
+    *,
+    service: str,
+    namespace: str,
+    version: str,
+    endpoints: Mapping[str, Endpoint[Any]],
+) -> Service:
+    """Register a micro service with one endpoint per command."""
+    svc = await add_service(
+        nc,
+        name=service_name(namespace, service),
+        version=version,
+        description=f"DeployForge {service} commands",
+    )
+    for name, endpoint in endpoints.items():
+        await svc.add_endpoint(
+            name=name,
+            subject=command_subject(namespace, service, name),
+            handler=_wrap(service, name, endpoint),
+        )
+    return svc
+
+
+def _wrap(service: str, name: str, endpoint: Endpoint[Any]) -> Callable[[Request], Awaitable[None]]:
+    async def handle(req: Request) -> None:
+        headers = req.headers or {}
+        structlog.contextvars.clear_contextvars()
+        request_id = headers.get(H_REQUEST_ID)
+        structlog.contextvars.bind_contextvars(request_id=request_id, command=f"{service}.{name}")
+        with tracer.start_as_current_span(
+            f"{service}.{name}", context=extract_context(headers), kind=trace.SpanKind.SERVER
+        ):
+            try:
+                command = endpoint.decoder.decode(req.data)
+                principal_raw = headers.get(H_PRINCIPAL)
+                ctx = CommandContext(
+                    principal=_principal_decoder.decode(principal_raw) if principal_raw else None,
+                    request_id=request_id,
+                    traceparent=inject_headers({}).get("traceparent"),
+                )
+                reply = await endpoint.handler(command, ctx)
+            except msgspec.ValidationError as exc:
+                await _respond_error(req, ErrorCode.VALIDATION_ERROR, str(exc), _field_of(exc))
+                return
+            except DomainError as exc:
+                await _respond_error(req, exc.code, exc.message, exc.details)
+                return
+            except Exception:
+                log.exception("command_failed")
+                await _respond_error(req, ErrorCode.INTERNAL_ERROR, "internal error", {})
+                return
+            out = {H_POSITION: reply.position} if reply.position else None
+            await req.respond(_encoder.encode(reply.result), headers=out)
+
+    return handle
+
+
+def _field_of(exc: msgspec.ValidationError) -> dict[str, Any]:
+    message = str(exc)
+    if "`$" in message:
+        return {"field": message.split("`", 2)[1]}
+    return {}
+
+
+async def _respond_error(
+    req: Request, code: ErrorCode, message: str, details: Mapping[str, Any]
+) -> None:
+    await req.respond_error(code.value, message, data=_encoder.encode(dict(details)))
+
+
+class CommandResult(msgspec.Struct, frozen=True):
+    data: bytes
+    position: str | None
+
+
+class CommandBus:
+    """Sends commands to the owning service and turns error replies back into exceptions."""
+
+    def __init__(self, nc: NATS, *, namespace: str = "", timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.namespace = namespace
+        self.timeout = timeout
+
+    async def request(
+        self,
+        service: str,
+        command: str,
+        payload: msgspec.Struct | Mapping[str, Any],
+        *,
+        principal: Principal | None = None,
+        request_id: str | None = None,
+    ) -> CommandResult:
+        headers: dict[str, str] = {}
+        if principal is not None:
+            headers[H_PRINCIPAL] = _encoder.encode(principal).decode()
+        if request_id:
+            headers[H_REQUEST_ID] = request_id
+        inject_headers(headers)
+        subject = command_subject(self.namespace, service, command)
+        try:
+            msg = await self.nc.request(
+                subject, _encoder.encode(payload), timeout=self.timeout, headers=headers
+            )
+        except nats.errors.NoRespondersError:
+            raise ServiceUnavailable(f"the {service} service is not running") from None
+        except nats.errors.TimeoutError:
+            raise ServiceUnavailable(f"the {service} service did not answer in time") from None
+        reply_headers = msg.headers or {}
+        if ERROR_CODE_HEADER in reply_headers:
+            details = msgspec.json.decode(msg.data) if msg.data else {}
+            raise error_from_code(
+                reply_headers[ERROR_CODE_HEADER], reply_headers.get(ERROR_HEADER, ""), details
+            )
+        return CommandResult(msg.data, reply_headers.get(H_POSITION))
+
+    async def ping(self, service: str, timeout: float = 1.0) -> bool:
+        """Whether at least one replica of `service` answers a micro PING."""
+        try:
+            await self.nc.request(
+                f"$SRV.PING.{service_name(self.namespace, service)}", b"", timeout=timeout
+            )
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return False
+        return True

@@ -1,0 +1,45 @@
+"""Prometheus-format metrics for every process.
+
+The gateway serves them at `/metrics`; a service serves them on its own
+`DEPLOYFORGE_METRICS_PORT` when one is set.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+COMMANDS = Counter(
+    "deployforge_commands_total", "Commands handled", ["service", "command", "outcome"]
+)
+EVENTS_APPENDED = Counter("deployforge_events_appended_total", "Events appended", ["aggregate"])
+PROJECTED = Counter("deployforge_events_projected_total", "Events applied", ["projection"])
+HTTP_REQUESTS = Counter(
+    "deployforge_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "deployforge_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The current metrics in Prometheus text format, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+async def metrics_handler(_: web.Request) -> web.Response:
+    body, content_type = render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def start_metrics_server(host: str, port: int) -> web.AppRunner:
+    """Serve `/metrics` on host:port; the caller cleans the runner up."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,347 @@
+"""Projections: events in, Postgres read models out.
+
+A projection applies each event and advances its checkpoint in the same
+transaction, skips what it has already applied, and acks only after commit:
+at-least-once delivery, exactly-once effect.
+
+Ordering matters (an update must not land before the insert it updates), so
+one runner per projection is active at a time: replicas take a Postgres
+advisory lock and the others stand by until it is released. The active runner
+recreates its durable consumer at checkpoint + 1 when it takes over, so
+messages a dead runner left unacked are never applied out of order.
+
+Tables are referred to unqualified; the runner sets `search_path` to the
+projection's schema, which is how `replay` builds a fresh copy beside the live
+one and swaps it in.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from libs.database import connect, ensure_core_schema
+from libs.events import Event, EventCodec, Recorded, meta_from_headers
+from libs.eventstore import EventStore, StreamSpec
+
+log = structlog.get_logger("projection")
+
+NOTIFY_CHANNEL = "deployforge_checkpoints"
+
+
+class Projection(abc.ABC):
+    """A read model: its tables, the stream it follows, and how events change it."""
+
+    name: str
+    schema: str
+    spec: StreamSpec
+    ddl: str
+    codecs: Mapping[str, EventCodec[Any]]
+
+    @abc.abstractmethod
+    async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+        """Change the tables for one event; runs inside the runner's transaction."""
+
+
+def decode(projection: Projection, msg: Msg, namespace: str) -> Recorded[Event] | None:
+    """The recorded event in `msg`, or None for an aggregate this projection ignores."""
+    meta = meta_from_headers(msg.subject, msg.headers or {}, namespace)
+    codec = projection.codecs.get(meta.aggregate)
+    if codec is None:
+        return None
+    event = codec.decode(msg.data, meta.event_type, meta.schema_version)
+    return Recorded(meta=meta, event=event, seq=msg.metadata.sequence.stream)
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+async def create_tables(conn: asyncpg.Connection, projection: Projection, schema: str) -> None:
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+    await conn.execute(f"SET LOCAL search_path TO {_quote(schema)}")
+    await conn.execute(projection.ddl)
+
+
+async def apply_batch(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    schema: str,
+    msgs: Sequence[Msg],
+    namespace: str,
+    *,
+    position: int,
+) -> int:
+    """Apply the events after `position` in one open transaction; the new position."""
+    await conn.execute(f"SET LOCAL search_path TO {_quote(schema)}")
+    for msg in msgs:
+        seq = msg.metadata.sequence.stream
+        if seq <= position:
+            continue
+        recorded = decode(projection, msg, namespace)
+        if recorded is not None:
+            await projection.apply(conn, recorded)
+        position = seq
+    return position
+
+
+async def _lock_checkpoint(conn: asyncpg.Connection, projection: Projection, stream: str) -> int:
+    await conn.execute(
+        "INSERT INTO deployforge.projection_checkpoints (projection, stream) VALUES ($1, $2) "
+        "ON CONFLICT (projection) DO NOTHING",
+        projection.name,
+        stream,
+    )
+    position: int = await conn.fetchval(
+        "SELECT position FROM deployforge.projection_checkpoints WHERE projection = $1 FOR UPDATE",
+        projection.name,
+    )
+    return position
+
+
+async def _save_checkpoint(conn: asyncpg.Connection, name: str, position: int) -> None:
+    await conn.execute(
+        "UPDATE deployforge.projection_checkpoints SET position = $2, updated_at = now() "
+        "WHERE projection = $1",
+        name,
+        position,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{name}:{position}")
+
+
+async def checkpoint(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> int:
+    """How far projection `name` has applied its stream (0 if never run)."""
+    value = await conn.fetchval(
+        "SELECT position FROM deployforge.projection_checkpoints WHERE projection = $1", name
+    )
+    return int(value or 0)
+
+
+class ProjectionRunner:
+    """Keeps one projection's read model up to date while this replica holds its lock."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        dsn: str,
+        store: EventStore,
+        *,
+        batch: int = 256,
+        fetch_timeout: float = 1.0,
+        standby_interval: float = 1.0,
+    ) -> None:
+        self.projection = projection
+        self.dsn = dsn
+        self.store = store
+        self.batch = batch
+        self.fetch_timeout = fetch_timeout
+        self.standby_interval = standby_interval
+        self.position = 0
+        self.leading = asyncio.Event()
+        store.register(projection.spec)
+
+    @property
+    def stream(self) -> str:
+        return self.store.stream_name(self.projection.spec.context)
+
+    @property
+    def durable(self) -> str:
+        return f"projection_{self.projection.name}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Lead when possible, stand by otherwise, until `stop` is set."""
+        while not stop.is_set():
+            try:
+                await self._run_once(stop)
+            except (OSError, asyncpg.PostgresError, nats.errors.Error) as exc:
+                log.warning(
+                    "projection_restarting", projection=self.projection.name, error=str(exc)
+                )
+                self.leading.clear()
+                await _sleep_or_stop(stop, self.standby_interval)
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        conn = await connect(self.dsn)
+        try:
+            lock_key = f"deployforge:projection:{self.projection.name}"
+            while not stop.is_set():
+                if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_key):
+                    break
+                await _sleep_or_stop(stop, self.standby_interval)
+            if stop.is_set():
+                return
+            await self._lead(conn, stop)
+        finally:
+            self.leading.clear()
+            await conn.close(timeout=2)
+
+    async def _prepare(self, conn: asyncpg.Connection) -> int:
+        await ensure_core_schema(conn)
+        async with conn.transaction():
+            position = await _lock_checkpoint(conn, self.projection, self.stream)
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.projection.schema
+            )
+            if not exists and position:
+                # The read model was dropped: rebuild it from the first event.
+                log.info("projection_rebuilding", projection=self.projection.name)
+                position = 0
+                await _save_checkpoint(conn, self.projection.name, 0)
+            await create_tables(conn, self.projection, self.projection.schema)
+        return position
+
+    async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        self.position = await self._prepare(conn)
+        js = self.store.js
+        try:
+            await js.delete_consumer(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            pass
+        await js.add_consumer(
+            self.stream,
+            ConsumerConfig(
+                durable_name=self.durable,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.position + 1,
+                ack_policy=AckPolicy.ALL,
+                ack_wait=30,
+                max_ack_pending=self.batch * 4,
+            ),
+        )
+        sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        log.info("projection_leading", projection=self.projection.name, position=self.position)
+        self.leading.set()
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    continue
+                async with conn.transaction():
+                    position = await _lock_checkpoint(conn, self.projection, self.stream)
+                    new = await apply_batch(
+                        conn,
+                        self.projection,
+                        self.projection.schema,
+                        msgs,
+                        self.store.namespace,
+                        position=position,
+                    )
+                    if new > position:
+                        await _save_checkpoint(conn, self.projection.name, new)
+                self.position = max(new, position)
+                # AckPolicy.ALL: acking the last message acks the whole batch.
+                await msgs[-1].ack()
+        finally:
+            await sub.unsubscribe()
+
+    async def wait_for(self, position: int, timeout: float = 5.0) -> None:
+        """Until this runner has applied `position` (tests and benchmarks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.position < position:
+            if loop.time() > deadline:
+                raise TimeoutError(f"{self.projection.name} at {self.position}, wanted {position}")
+            await asyncio.sleep(0.002)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+async def replay(
+    projection: Projection, dsn: str, store: EventStore, *, batch: int = 512
+) -> tuple[int, int]:
+    """Rebuild a read model from the first event into fresh tables, then swap it in.
+
+    Returns (events applied, final position). The live runner keeps serving
+    the old tables until the swap, which happens in one transaction holding
+    the checkpoint row, so readers never see a half-built model.
+    """
+    store.register(projection.spec)
+    stream = store.stream_name(projection.spec.context)
+    building = f"{projection.schema}__rebuild"
+    conn = await connect(dsn)
+    consumer = f"replay_{projection.name}"
+    js = store.js
+    try:
+        await ensure_core_schema(conn)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(building)} CASCADE")
+        async with conn.transaction():
+            await create_tables(conn, projection, building)
+        try:
+            await js.delete_consumer(stream, consumer)
+        except nats.js.errors.NotFoundError:
+            pass
+        await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=consumer,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=60,
+            ),
+        )
+        sub = await js.pull_subscribe_bind(durable=consumer, stream=stream)
+        position = 0
+        applied = 0
+
+        async def catch_up(target: int) -> None:
+            nonlocal position, applied
+            while position < target:
+                try:
+                    msgs = await sub.fetch(batch, timeout=1.0)
+                except nats.errors.TimeoutError:
+                    if await store.last_sequence(projection.spec.context) <= position:
+                        return
+                    continue
+                async with conn.transaction():
+                    new = await apply_batch(
+                        conn, projection, building, msgs, store.namespace, position=position
+                    )
+                applied += sum(1 for m in msgs if m.metadata.sequence.stream > position)
+                position = new
+
+        await catch_up(await store.last_sequence(projection.spec.context))
+        async with conn.transaction():
+            live = await _lock_checkpoint(conn, projection, stream)
+            while position < live:
+                msgs = await sub.fetch(batch, timeout=5.0)
+                new = await apply_batch(
+                    conn, projection, building, msgs, store.namespace, position=position
+                )
+                applied += sum(1 for m in msgs if m.metadata.sequence.stream > position)
+                position = new
+            old = f"{projection.schema}__old"
+            await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(old)} CASCADE")
+            if await conn.fetchval(
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1", projection.schema
+            ):
+                await conn.execute(
+                    f"ALTER SCHEMA {_quote(projection.schema)} RENAME TO {_quote(old)}"
+                )
+            await conn.execute(
+                f"ALTER SCHEMA {_quote(building)} RENAME TO {_quote(projection.schema)}"
+            )
+            await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(old)} CASCADE")
+            await _save_checkpoint(conn, projection.name, max(live, position))
+        await sub.unsubscribe()
+        return applied, max(live, position)
+    finally:
+        try:
+            await js.delete_consumer(stream, consumer)
+        except nats.js.errors.NotFoundError:
+            pass
+        await conn.close(timeout=2)

@@ -1,0 +1,1 @@
+"""DeployForge's bounded contexts, one package each."""

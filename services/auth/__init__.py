@@ -1,0 +1,1 @@
+"""Identity: users, organizations, memberships, sessions, API tokens, signing keys."""

@@ -1,0 +1,119 @@
+"""Fixtures: real servers for the session, an isolated suite and a running stack per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from libs.settings import load_settings
+from libs.testing import Servers, Suite, isolated_suite, provision_servers
+from services.auth.events import STREAM as AUTH_STREAM
+from services.auth.main import AuthSettings, run
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Servers]:
+    async with provision_servers(tmp_path_factory.mktemp("servers")) as found:
+        yield found
+
+
+@pytest.fixture
+async def suite(servers: Servers) -> AsyncIterator[Suite]:
+    async with isolated_suite(servers, [AUTH_STREAM]) as isolated:
+        yield isolated
+
+
+class Stack:
+    """A running auth service and gateway on one suite, with an administrator."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self.clients: list[TestClient[Any, Any]] = []
+        self._stops: list[asyncio.Event] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.admin_token = ""
+        self.admin_id = ""
+        self.org_id = ""
+
+    @property
+    def client(self) -> TestClient[Any, Any]:
+        return self.clients[0]
+
+    def auth_settings(self, **overrides: Any) -> AuthSettings:
+        return load_settings(AuthSettings, self.suite.environ(), **overrides)
+
+    def gateway_settings(self, **overrides: Any) -> GatewaySettings:
+        return load_settings(GatewaySettings, self.suite.environ(), **overrides)
+
+    async def start_auth(self, **overrides: Any) -> None:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(run(self.auth_settings(**overrides), stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiter.cancel()
+            task.result()
+        self._stops.append(stop)
+        self._tasks.append(task)
+
+    async def add_gateway(self, **overrides: Any) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(
+            TestServer(create_app(self.gateway_settings(**overrides)))
+        )
+        await client.start_server()
+        self.clients.append(client)
+        return client
+
+    async def login(self, email: str, password: str) -> dict[str, Any]:
+        resp = await self.client.post("/v1/auth/login", json={"email": email, "password": password})
+        assert resp.status == 200, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    async def bootstrap(self) -> None:
+        from gateway import keys
+        from libs.messaging import CommandBus
+
+        bus = CommandBus(self.client.server.app[keys.NC], namespace=self.suite.namespace)
+        await bus.request(
+            "auth", "bootstrap_admin", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        tokens = await self.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        self.admin_token = tokens["access_token"]
+        me = await (await self.client.get("/v1/users/me", headers=self.auth())).json()
+        self.admin_id = me["id"]
+        self.org_id = me["default_organization_id"]
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.admin_token}"}
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        for stop in self._stops:
+            stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=10)
+
+
+@pytest.fixture
+async def stack(suite: Suite) -> AsyncIterator[Stack]:
+    running = Stack(suite)
+    try:
+        await running.start_auth()
+        await running.add_gateway()
+        await running.bootstrap()
+        yield running
+    finally:
+        await running.close()
