@@ -1,0 +1,61 @@
+"""The `deployforge` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = ".deployforge"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deployforge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the whole suite on this machine")
+    up.add_argument("--port", type=int, default=int(os.environ.get("DEPLOYFORGE_PORT", "8080")))
+    up.add_argument("--host", default=os.environ.get("DEPLOYFORGE_HOST", "127.0.0.1"))
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DEPLOYFORGE_DATA_DIR", DEFAULT_DATA_DIR)),
+    )
+    replay = sub.add_parser("replay", help="rebuild a read model from its events")
+    replay.add_argument("projection")
+    replay.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DEPLOYFORGE_DATA_DIR", DEFAULT_DATA_DIR)),
+    )
+    sub.add_parser("auth", help="run the identity service (one replica)")
+    sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        from deployforge.up import run_up
+
+        return asyncio.run(run_up(args.data_dir, args.host, args.port))
+    if args.command == "replay":
+        from deployforge.replay import run_replay
+
+        return asyncio.run(run_replay(args.projection, args.data_dir))
+    if args.command == "auth":
+        from services.auth.main import main as auth_main
+
+        auth_main()
+        return 0
+    if args.command == "gateway":
+        from gateway.main import main as gateway_main
+
+        gateway_main()
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Every read model the suite keeps, by the name `deployforge replay` takes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from libs.eventstore import StreamSpec
+from libs.projections import Projection
+from services.auth.events import STREAM as AUTH_STREAM
+from services.auth.projection import AuthProjection
+
+PROJECTIONS: dict[str, Callable[[], Projection]] = {"auth": AuthProjection}
+STREAMS: tuple[StreamSpec, ...] = (AUTH_STREAM,)
