@@ -170,11 +170,10 @@ def _require_manager(state: OrganizationState, actor: Principal) -> str:
     """The actor's role, if it may manage members; 404 to outsiders, 403 to viewers."""
     if state.organization_id is None:
         raise NotFound("organization not found")
-    if actor.is_superuser:
-        return "owner"
-    role = state.members.get(actor.user_id)
+    role = "owner" if actor.is_superuser else state.members.get(actor.user_id)
     if role is None:
         raise NotFound("organization not found")
+    # The credential must carry the admin scope too, a superuser's included.
     if "admin" not in actor.scopes or ROLE_RANK[role] < ROLE_RANK["admin"]:
         raise AuthorizationDenied("managing members needs the admin or owner role")
     return role
@@ -383,6 +382,9 @@ def decide_issue_token(
 ) -> list[Event]:
     if state.token_id is not None:
         raise Conflict("token already exists")
+    if actor.kind in ("service", "deployment"):
+        # A narrow token must not mint a broader one that outlives its purpose.
+        raise AuthorizationDenied("service and deployment tokens cannot issue tokens")
     org = organization_id or actor.organization_id
     if org is None:
         raise ValidationFailed("an organization is needed for a token", "$.organization_id")
@@ -425,8 +427,13 @@ def decide_revoke_token(state: TokenState, actor: Principal) -> list[Event]:
     if state.token_id is None:
         raise NotFound("token not found")
     org = state.organization_id
-    is_admin = org is not None and ROLE_RANK.get(actor.role_in(org) or "", -1) >= ROLE_RANK["admin"]
-    if not (actor.is_superuser or actor.user_id == state.user_id or is_admin):
+    is_admin = (
+        "admin" in actor.scopes
+        and org is not None
+        and ROLE_RANK.get(actor.role_in(org) or "", -1) >= ROLE_RANK["admin"]
+    )
+    superuser = actor.is_superuser and "admin" in actor.scopes
+    if not (superuser or actor.user_id == state.user_id or is_admin):
         raise NotFound("token not found")
     if state.revoked:
         return []

@@ -520,11 +520,6 @@ def test_a_deployment_token_records_its_deployment() -> None:
     assert events == [issued(ADMIN, kind="deployment", deployment_id="dep_1", scopes=("deploy",))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide_issue_token ignores actor.kind: a service or deployment token, limited to "
-    "one resource, can mint a personal token that is not limited to it",
-)
 @pytest.mark.parametrize(
     "restricted",
     [
@@ -590,11 +585,6 @@ def test_revoking_twice_records_nothing() -> None:
     assert d.decide_revoke_token(state, member("usr_dp", "deployer")) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide_revoke_token trusts the admin role without the admin scope, unlike "
-    "member management: an admin's write-only token can revoke colleagues' tokens",
-)
 def test_an_admins_token_without_the_admin_scope_cannot_revoke_others_tokens() -> None:
     limited = member("usr_ad", "admin", kind="personal", scopes=("read", "write"))
 
