@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from libs.errors import ValidationFailed
+from libs.errors import ValidationFailed, validation_field, validation_message
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -110,16 +110,11 @@ def convert(data: dict[str, Any], typ: type[T]) -> T:
 
 
 def _field(exc: msgspec.ValidationError) -> str:
-    message = str(exc)
-    if "`$" in message:
-        return message.split("`", 2)[1]
-    if "required field" in message and "`" in message:
-        return "$." + message.split("`", 2)[1]
-    return "$"
+    return validation_field(str(exc))
 
 
 def _message(exc: msgspec.ValidationError) -> str:
-    return str(exc).split(" - at `", 1)[0]
+    return validation_message(str(exc))
 
 
 _encoder = msgspec.json.Encoder()

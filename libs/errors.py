@@ -6,6 +6,7 @@ the gateway renders them in the error envelope of DESIGN.md.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -114,3 +115,27 @@ def error_from_code(code: str, message: str, details: dict[str, Any] | None = No
     err = cls.__new__(cls)
     DomainError.__init__(err, message, details)
     return err
+
+
+_MISSING_OR_UNKNOWN = re.compile(r"(?:required|unknown) field `([^`]+)`")
+
+
+def validation_field(message: str) -> str:
+    """The JSON path a msgspec validation message is about.
+
+    "Expected `str`, got `int` - at `$.email`" -> `$.email`;
+    "Object missing required field `email`" -> `$.email`;
+    "Object contains unknown field `x` - at `$.config`" -> `$.config.x`.
+    """
+    path = "$"
+    if " - at `" in message:
+        path = message.rsplit(" - at `", 1)[1].rstrip("`")
+    named = _MISSING_OR_UNKNOWN.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}"
+    return path
+
+
+def validation_message(message: str) -> str:
+    """The message without its location suffix (the field is reported separately)."""
+    return message.split(" - at `", 1)[0]

@@ -21,7 +21,14 @@ from nats.micro.request import ERROR_CODE_HEADER, ERROR_HEADER, Request
 from nats.micro.service import Service
 from opentelemetry import trace
 
-from libs.errors import DomainError, ErrorCode, ServiceUnavailable, error_from_code
+from libs.errors import (
+    DomainError,
+    ErrorCode,
+    ServiceUnavailable,
+    error_from_code,
+    validation_field,
+    validation_message,
+)
 from libs.principal import Principal
 from libs.tracing import extract_context, inject_headers
 
@@ -114,7 +121,9 @@ def _wrap(service: str, name: str, endpoint: Endpoint[Any]) -> Callable[[Request
                 )
                 reply = await endpoint.handler(command, ctx)
             except msgspec.ValidationError as exc:
-                await _respond_error(req, ErrorCode.VALIDATION_ERROR, str(exc), _field_of(exc))
+                await _respond_error(
+                    req, ErrorCode.VALIDATION_ERROR, validation_message(str(exc)), _field_of(exc)
+                )
                 return
             except DomainError as exc:
                 await _respond_error(req, exc.code, exc.message, exc.details)
@@ -130,10 +139,7 @@ def _wrap(service: str, name: str, endpoint: Endpoint[Any]) -> Callable[[Request
 
 
 def _field_of(exc: msgspec.ValidationError) -> dict[str, Any]:
-    message = str(exc)
-    if "`$" in message:
-        return {"field": message.split("`", 2)[1]}
-    return {}
+    return {"field": validation_field(str(exc))}
 
 
 async def _respond_error(

@@ -1,0 +1,151 @@
+"""Bad input gets a 4xx in the envelope naming the field; never a 500 or a trace."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from contextlib import redirect_stdout
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
+
+
+async def _error(resp: Any, status: int) -> dict[str, Any]:
+    text = await resp.text()
+    assert resp.status == status, text
+    assert "Traceback" not in text
+    body: dict[str, Any] = json.loads(text)["error"]
+    assert set(body) == {"code", "message", "details", "request_id"}
+    assert body["request_id"] == resp.headers["X-Request-Id"]
+    return body
+
+
+async def test_malformed_json_is_400_naming_the_body(stack: Stack) -> None:
+    resp = await stack.client.post(
+        "/v1/auth/login", data=b'{"email": ', headers={"Content-Type": "application/json"}
+    )
+    body = await _error(resp, 400)
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["details"]["field"] == "$"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"email": 42, "password": "x"}, "$.email"),
+        ({"password": "x"}, "$.email"),
+        ({"email": "a@example.com", "password": "x", "admin": True}, "$.admin"),
+        ({"email": "not-an-email", "password": "x"}, "$.email"),
+        ([], "$"),
+    ],
+    ids=["wrong-type", "missing", "unknown", "pattern", "not-an-object"],
+)
+async def test_invalid_fields_are_422_naming_the_field(
+    stack: Stack, payload: Any, field: str
+) -> None:
+    resp = await stack.client.post("/v1/auth/login", json=payload)
+    body = await _error(resp, 422)
+    assert body["code"] == "VALIDATION_ERROR"
+    assert body["details"]["field"] == field
+
+
+async def test_list_items_are_named_by_path(stack: Stack) -> None:
+    resp = await stack.client.post(
+        "/v1/tokens", json={"name": "t", "scopes": ["read", "root"]}, headers=stack.auth()
+    )
+    body = await _error(resp, 422)
+    assert body["details"]["field"] == "$.scopes[1]"
+
+
+async def test_wrong_content_type_is_415(stack: Stack) -> None:
+    resp = await stack.client.post(
+        "/v1/auth/login", data="email=a&password=b", headers={"Content-Type": "text/plain"}
+    )
+    body = await _error(resp, 415)
+    assert body["details"]["field"] == "Content-Type"
+
+
+async def test_oversized_body_is_413(stack: Stack) -> None:
+    small = await stack.add_gateway(max_body_bytes=1024)
+    resp = await small.post(
+        "/v1/auth/login", data=b"x" * 4096, headers={"Content-Type": "application/json"}
+    )
+    body = await _error(resp, 413)
+    assert body["details"]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"Authorization": "Bearer dfp_AAAAAAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"},
+        {"X-API-Key": "dfp_notreal_x"},
+        {"Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."},
+        {"Authorization": "Bearer eyJhbGciOiJFZERTQSIsImtpZCI6ImtleV94In0.e30.c2ln"},
+    ],
+    ids=["garbage", "basic", "unknown-api-token", "short-api-key", "alg-none", "unknown-kid"],
+)
+async def test_bad_credentials_are_401(stack: Stack, headers: dict[str, str]) -> None:
+    resp = await stack.client.get("/v1/users/me", headers=headers)
+    body = await _error(resp, 401)
+    assert body["code"] == "AUTHENTICATION_REQUIRED"
+
+
+async def test_tampered_access_token_is_401(stack: Stack) -> None:
+    head, claims, signature = stack.admin_token.split(".")
+    forged = f"{head}.{claims[:-2]}AA.{signature}"
+    await _error(await stack.client.get("/v1/users/me", headers=stack.auth(forged)), 401)
+
+
+async def test_expired_access_token_is_401(stack: Stack) -> None:
+    # A second auth replica signs one-second tokens; both answer logins in turn.
+    await stack.start_auth(access_token_ttl_seconds=1, run_projection=False)
+    for _ in range(40):
+        tokens = await stack.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+        if claims["exp"] - claims["iat"] == 1:
+            break
+    else:
+        raise AssertionError("the short-lived replica never answered")
+    await asyncio.sleep(2.1)
+    resp = await stack.client.get("/v1/users/me", headers=stack.auth(tokens["access_token"]))
+    body = await _error(resp, 401)
+    assert "expired" in body["message"]
+
+
+async def test_unknown_route_and_wrong_method_are_enveloped(stack: Stack) -> None:
+    body = await _error(await stack.client.get("/v1/nowhere"), 404)
+    assert body["code"] == "RESOURCE_NOT_FOUND"
+    body = await _error(await stack.client.delete("/v1/auth/login"), 405)
+    assert body["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_no_secret_reaches_a_response_or_a_log_line(stack: Stack) -> None:
+    captured = io.StringIO()
+    with redirect_stdout(captured):
+        tokens = await stack.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        resp = await stack.client.post(
+            "/v1/tokens", json={"name": "n", "scopes": ["read"]}, headers=stack.auth()
+        )
+        issued = await resp.json()
+        await stack.client.post(
+            "/v1/auth/login", json={"email": ADMIN_EMAIL, "password": "wrong-one!"}
+        )
+        await stack.client.post("/v1/auth/refresh", json={"refresh_token": "dfr_x_y"})
+        users = await (await stack.client.get("/v1/users", headers=stack.auth())).text()
+    logs = captured.getvalue()
+    for secret in (
+        ADMIN_PASSWORD,
+        "wrong-one!",
+        tokens["refresh_token"],
+        issued["token"],
+        tokens["access_token"],
+    ):
+        assert secret not in logs
+    assert "password" not in users
+    assert "secret_hash" not in users
