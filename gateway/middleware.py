@@ -194,16 +194,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     if credential is not None:
         principal = await request.app[keys.AUTHENTICATOR].authenticate(credential)
         request[PRINCIPAL] = principal
-    limit = (
-        settings.rate_limit_per_minute if principal else settings.anonymous_rate_limit_per_minute
-    )
-    quota = await request.app[keys.RATE_LIMITER].hit(_bucket(principal, request), limit)
-    request[EXTRA_HEADERS].update(quota.headers())
-    if quota.exceeded:
-        raise RateLimited(
-            f"rate limit of {limit} requests per minute exceeded",
-            {"limit": limit, "retry_after": int(quota.headers()["Retry-After"])},
-        )
+    if spec.rate_limited:
+        await _enforce_rate_limit(request, principal)
     if spec.scope is not None:
         if principal is None:
             raise AuthenticationRequired(
