@@ -50,8 +50,7 @@ async def test_idempotency_key_replays_the_first_response(stack: Stack) -> None:
     assert await again.json() == created
     orgs = await (await stack.client.get("/v1/organizations", headers=stack.auth())).json()
     assert [o["name"] for o in orgs["items"]].count("Acme") == 1
-    changed = await stack.client.post("/v1/organizations", json={"name": "Other"},
-                                      headers=headers)
+    changed = await stack.client.post("/v1/organizations", json={"name": "Other"}, headers=headers)
     assert changed.status == 422
     assert (await changed.json())["error"]["details"]["field"] == "Idempotency-Key"
 
@@ -59,10 +58,12 @@ async def test_idempotency_key_replays_the_first_response(stack: Stack) -> None:
 async def test_concurrent_retries_with_one_key_create_once(stack: Stack) -> None:
     second = await stack.add_gateway()
     headers = {**stack.auth(), "Idempotency-Key": "race-1"}
-    responses = await asyncio.gather(*(
-        client.post("/v1/organizations", json={"name": "Race"}, headers=headers)
-        for client in (stack.client, second, stack.client, second)
-    ))
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/organizations", json={"name": "Race"}, headers=headers)
+            for client in (stack.client, second, stack.client, second)
+        )
+    )
     statuses = sorted(r.status for r in responses)
     assert statuses.count(201) >= 1
     assert set(statuses) <= {201, 409}
@@ -74,14 +75,18 @@ async def test_consistency_token_gives_read_your_writes_on_another_replica(
     stack: Stack,
 ) -> None:
     reader = await stack.add_gateway()
-    resp = await stack.client.post("/v1/users", json={
-        "email": "fresh@example.com", "password": "s3cret-pass", "name": "Fresh"},
-        headers=stack.auth())
+    resp = await stack.client.post(
+        "/v1/users",
+        json={"email": "fresh@example.com", "password": "s3cret-pass", "name": "Fresh"},
+        headers=stack.auth(),
+    )
     assert resp.status == 201
     user = await resp.json()
     resp = await stack.client.patch(
-        f"/v1/organizations/{stack.org_id}/members/{user['id']}", json={"role": "deployer"},
-        headers=stack.auth())
+        f"/v1/organizations/{stack.org_id}/members/{user['id']}",
+        json={"role": "deployer"},
+        headers=stack.auth(),
+    )
     token = resp.headers["X-Consistency-Token"]
     assert token.startswith("auth:")
     members = await reader.get(
@@ -91,16 +96,19 @@ async def test_consistency_token_gives_read_your_writes_on_another_replica(
     assert "X-Consistency-Stale" not in members.headers
     roles = {m["user_id"]: m["role"] for m in (await members.json())["items"]}
     assert roles[user["id"]] == "deployer"
-    bad = await reader.get("/v1/users/me",
-                           headers={**stack.auth(), "X-Consistency-Token": "nonsense"})
+    bad = await reader.get(
+        "/v1/users/me", headers={**stack.auth(), "X-Consistency-Token": "nonsense"}
+    )
     assert bad.status == 422
 
 
 async def test_revoked_token_stops_working_on_every_replica(stack: Stack) -> None:
     replicas = [stack.client, await stack.add_gateway(), await stack.add_gateway()]
-    issued = await (await stack.client.post(
-        "/v1/tokens", json={"name": "soon-gone", "scopes": ["read"]}, headers=stack.auth()
-    )).json()
+    issued = await (
+        await stack.client.post(
+            "/v1/tokens", json={"name": "soon-gone", "scopes": ["read"]}, headers=stack.auth()
+        )
+    ).json()
     key = {"X-API-Key": issued["token"]}
     for client in replicas:  # every replica has it cached now
         assert (await client.get("/v1/users/me", headers=key)).status == 200
@@ -109,8 +117,9 @@ async def test_revoked_token_stops_working_on_every_replica(stack: Stack) -> Non
     for client in replicas:
         assert (await client.get("/v1/users/me", headers=bearer)).status == 200
 
-    assert (await stack.client.delete(f"/v1/tokens/{issued['id']}",
-                                      headers=stack.auth())).status == 204
+    assert (
+        await stack.client.delete(f"/v1/tokens/{issued['id']}", headers=stack.auth())
+    ).status == 204
     assert (await stack.client.post("/v1/auth/logout", headers=bearer)).status == 204
     for client in replicas:
         for headers in (key, bearer):
