@@ -97,14 +97,20 @@ class Stack:
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.admin_token}"}
 
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
+    async def close_services(self) -> None:
+        """Stop every auth replica this stack started (the gateways keep running)."""
         for stop in self._stops:
             stop.set()
         for task in self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=10)
+        self._stops.clear()
+        self._tasks.clear()
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+        await self.close_services()
 
 
 @pytest.fixture

@@ -1,0 +1,52 @@
+"""The API describes itself, and says when it is not ready."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import Stack
+
+
+async def test_openapi_document_lists_every_route_with_its_schemas(stack: Stack) -> None:
+    resp = await stack.client.get("/v1/openapi.json")
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["openapi"] == "3.1.0"
+    login = doc["paths"]["/v1/auth/login"]["post"]
+    schema_ref = login["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    login_schema = doc["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
+    assert set(login_schema["required"]) == {"email", "password"}
+    assert doc["paths"]["/v1/tokens"]["post"]["x-required-scope"] == "write"
+    for path in ("/v1/users/me", "/v1/organizations/{id}/members", "/v1/auth/jwks.json"):
+        assert path in doc["paths"]
+    page = await stack.client.get("/docs")
+    assert page.status == 200
+    assert "/v1/auth/refresh" in await page.text()
+
+
+async def test_readyz_reports_a_stopped_service(stack: Stack) -> None:
+    ready = await stack.client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"nats": "ok", "postgres": "ok", "auth": "ok"}
+    await stack.close_services()
+    for _ in range(100):
+        resp = await stack.client.get("/readyz")
+        if resp.status == 503:
+            break
+        await asyncio.sleep(0.05)
+    body = await resp.json()
+    assert resp.status == 503
+    assert body["checks"]["auth"] == "down"
+    login = await stack.client.post(
+        "/v1/auth/login", json={"email": "a@example.com", "password": "x"}
+    )
+    assert login.status == 503
+    assert (await login.json())["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_metrics_are_in_prometheus_format(stack: Stack) -> None:
+    await stack.client.get("/v1/users/me", headers=stack.auth())
+    resp = await stack.client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    assert 'deployforge_http_requests_total{method="GET",route="/v1/users/me",status="200"}' in text
