@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("DEPLOYFORGE_DATA_DIR", DEFAULT_DATA_DIR)),
     )
+    sub.add_parser(
+        "bootstrap", help="create the first administrator on the servers DEPLOYFORGE_* name"
+    )
     sub.add_parser("auth", help="run the identity service (one replica)")
     sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
     return parser
@@ -44,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         from deployforge.replay import run_replay
 
         return asyncio.run(run_replay(args.projection, args.data_dir))
+    if args.command == "bootstrap":
+        from deployforge.up import bootstrap_admin
+
+        nats_url = os.environ.get("DEPLOYFORGE_NATS_URL", "nats://127.0.0.1:4222")
+        namespace = os.environ.get("DEPLOYFORGE_NAMESPACE", "")
+        asyncio.run(bootstrap_admin(nats_url, namespace, os.environ))
+        return 0
     if args.command == "auth":
         from services.auth.main import main as auth_main
 

@@ -90,7 +90,7 @@ async def _wait_http_ok(url: str, supervisor: Supervisor, timeout: float = 60) -
 
 async def bootstrap_admin(nats_url: str, namespace: str, environ: Mapping[str, str]) -> None:
     email = environ.get("DEPLOYFORGE_ADMIN_EMAIL") or DEFAULT_ADMIN_EMAIL
-    password = environ.get("DEPLOYFORGE_ADMIN_PASSWORD")
+    password = environ.get("DEPLOYFORGE_ADMIN_PASSWORD") or None
     generated = password is None
     if password is None:
         password = secrets.token_urlsafe(18)

@@ -1,0 +1,10 @@
+# One image for every DeployForge process; compose.yaml picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY libs libs
+COPY services services
+COPY gateway gateway
+COPY deployforge deployforge
+RUN pip install --no-cache-dir -c constraints.txt .
+USER nobody
