@@ -215,13 +215,18 @@ class Authenticator:
         if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
             raise AuthenticationRequired("the API token expired")
         info = await self._user(row.user_id)
+        # A token acts in its own organization only, whatever else its owner joined;
+        # if the owner has left that organization, the token reaches nothing.
+        org = row.organization_id
+        memberships = {org: info.memberships[org]} if org in info.memberships else {}
         return Principal(
             user_id=row.user_id,
             kind=row.kind,  # type: ignore[arg-type]
-            organization_id=row.organization_id or info.default_organization_id,
-            memberships=info.memberships,
+            organization_id=org,
+            memberships=memberships,
             scopes=row.scopes,
-            is_superuser=info.is_superuser,
+            # Superuser power needs a login session; tokens stay in their organization.
+            is_superuser=False,
             token_id=token_id,
             service_id=row.service_id,
             deployment_id=row.deployment_id,

@@ -61,6 +61,13 @@ def _children(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _auth_pids(pid: int) -> list[int]:
     """Live auth service processes under `up` (a killed one is a zombie until reaped)."""
     found = []
@@ -92,14 +99,11 @@ async def test_up_serves_restarts_crashed_services_and_resumes(tmp_path: Path) -
                 f"{base}/v1/organizations", json={"name": "Persisted"}, headers=headers
             ) as resp:
                 assert resp.status == 201
-            children = _children(proc.pid)
-            auth = next(p for p in children if "services.auth.main" in " ".join(p.cmdline()))
-            auth.kill()
+            [killed] = _auth_pids(proc.pid)
+            os.kill(killed, signal.SIGKILL)
             for _ in range(200):
-                alive = [
-                    p for p in _children(proc.pid) if "services.auth.main" in " ".join(p.cmdline())
-                ]
-                if alive and alive[0].pid != auth.pid:
+                alive = _auth_pids(proc.pid)
+                if alive and alive != [killed]:
                     break
                 await asyncio.sleep(0.1)
             else:
@@ -109,7 +113,7 @@ async def test_up_serves_restarts_crashed_services_and_resumes(tmp_path: Path) -
             all_children = _children(proc.pid)
         finally:
             await _stop(proc)
-        assert not [p for p in all_children if p.is_running() and p.status() != "zombie"]
+        assert not [p for p in all_children if _alive(p)], "up left processes behind"
         text = log.read_text()
         assert "auth | " in text and "gateway | " in text
         assert PASSWORD not in text

@@ -201,6 +201,26 @@ async def test_api_token_is_shown_once_works_both_ways_and_dies_when_revoked(
     await _eventually_status(stack, token, 401)
 
 
+async def test_an_api_token_reaches_only_its_own_organization(stack: Stack) -> None:
+    second = await (
+        await stack.client.post("/v1/organizations", json={"name": "Second"}, headers=stack.auth())
+    ).json()
+    issued = await (
+        await stack.client.post(
+            "/v1/tokens",
+            json={"name": "scoped", "scopes": ["read"], "organization_id": stack.org_id},
+            headers=stack.auth(),
+        )
+    ).json()
+    key = {"X-API-Key": issued["token"]}
+    own = await stack.client.get(f"/v1/organizations/{stack.org_id}/members", headers=key)
+    assert own.status == 200
+    other = await stack.client.get(f"/v1/organizations/{second['id']}/members", headers=key)
+    assert other.status == 404
+    listed = await (await stack.client.get("/v1/organizations", headers=key)).json()
+    assert [o["id"] for o in listed["items"]] == [stack.org_id]
+
+
 async def test_token_scopes_cannot_exceed_the_role(stack: Stack) -> None:
     await _create_user(stack, "reader@example.com", role="viewer")
     reader = await stack.login("reader@example.com", "s3cret-pass")
