@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
+from gateway import keys
 from gateway.routing import convert
 from libs.errors import ValidationFailed
 
@@ -50,3 +53,21 @@ def page_of(items: list[T], rows: list[Any], limit: int, at: str = "created_at")
         last = rows[limit - 1]
         return Page(items=items[:limit], next_cursor=encode_cursor(last[at], last["id"]))
     return Page(items=items)
+
+
+async def fetch_page(
+    request: web.Request,
+    sql: str,
+    *args: Any,
+    build: Callable[[asyncpg.Record], T],
+    at: str = "created_at",
+) -> Page[T]:
+    """One page of `sql`, whose last three parameters are the cursor's timestamp,
+    the cursor's id and the row limit (one more than the page, to see if there is
+    a next page)."""
+    query = page_query(request)
+    after = decode_cursor(query.cursor)
+    rows = await request.app[keys.POOL].fetch(
+        sql, *args, after[0] if after else None, after[1] if after else "", query.limit + 1
+    )
+    return page_of([build(r) for r in rows], list(rows), query.limit, at)

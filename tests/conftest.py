@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +25,16 @@ ADMIN_PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="session")
-async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Servers]:
-    async with provision_servers(tmp_path_factory.mktemp("servers")) as found:
-        yield found
+async def servers() -> AsyncIterator[Servers]:
+    # Not under pytest's tmp root: as root, PostgreSQL runs as another user that
+    # must traverse to its data, and pytest resets that root to mode 0700 when
+    # another session starts.
+    work_dir = Path(tempfile.mkdtemp(prefix="deployforge-test-"))
+    try:
+        async with provision_servers(work_dir) as found:
+            yield found
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.commands import caught_up, send
 from gateway.middleware import principal_of
-from gateway.pagination import Page, decode_cursor, page_of, page_query
+from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
 from libs.errors import NotFound
 from libs.principal import Principal
@@ -106,24 +106,20 @@ async def create_organization(request: web.Request) -> web.Response:
 @api.get("/v1/organizations", summary="Organizations you belong to", response=Page[Organization])
 async def list_organizations(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    query = page_query(request)
-    after = decode_cursor(query.cursor)
-    rows = await request.app[keys.POOL].fetch(
+    page = await fetch_page(
+        request,
         "SELECT o.id, o.name, o.slug, o.created_at, m.role FROM auth.organizations o "
         "LEFT JOIN auth.memberships m ON m.organization_id = o.id AND m.user_id = $1 "
         "WHERE (m.user_id IS NOT NULL OR $2) AND o.id = ANY($3::text[]) IS NOT FALSE "
         "AND ($4::timestamptz IS NULL OR (o.created_at, o.id) > ($4, $5)) "
         "ORDER BY o.created_at, o.id LIMIT $6",
         principal.user_id,
-        principal.is_superuser and principal.kind == "user",
-        # A token sees only its own organization.
+        principal.is_superuser,
+        # A token sees only its own organization (NULL: no restriction).
         None if principal.kind == "user" else list(principal.memberships),
-        after[0] if after else None,
-        after[1] if after else "",
-        query.limit + 1,
+        build=lambda r: Organization(**dict(r)),
     )
-    items = [Organization(**dict(r)) for r in rows]
-    return json_response(page_of(items, list(rows), query.limit))
+    return json_response(page)
 
 
 @api.get("/v1/organizations/{id}", summary="One organization", response=Organization)
@@ -144,21 +140,25 @@ async def list_members(request: web.Request) -> web.Response:
     principal = principal_of(request)
     org_id = request.match_info["id"]
     _require_member(principal, org_id)
-    query = page_query(request)
-    after = decode_cursor(query.cursor)
-    rows = await request.app[keys.POOL].fetch(
+    page = await fetch_page(
+        request,
+        # `id` is the cursor's tie-breaker column.
         "SELECT m.user_id AS id, m.user_id, u.email, u.name, m.role, m.joined_at "
         "FROM auth.memberships m JOIN auth.users u ON u.id = m.user_id "
         "WHERE m.organization_id = $1 "
         "AND ($2::timestamptz IS NULL OR (m.joined_at, m.user_id) > ($2, $3)) "
         "ORDER BY m.joined_at, m.user_id LIMIT $4",
         org_id,
-        after[0] if after else None,
-        after[1] if after else "",
-        query.limit + 1,
+        build=lambda r: Member(
+            user_id=r["user_id"],
+            email=r["email"],
+            name=r["name"],
+            role=r["role"],
+            joined_at=r["joined_at"],
+        ),
+        at="joined_at",
     )
-    items = [Member(**{k: v for k, v in dict(r).items() if k != "id"}) for r in rows]
-    return json_response(page_of(items, list(rows), query.limit, at="joined_at"))
+    return json_response(page)
 
 
 @api.post(

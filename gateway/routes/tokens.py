@@ -8,10 +8,9 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from gateway import keys
 from gateway.commands import caught_up, send
 from gateway.middleware import principal_of
-from gateway.pagination import Page, decode_cursor, page_of, page_query
+from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
 from services.auth.commands import Id, IssuedToken, IssueToken, Name, RevokeToken, ScopeName
 
@@ -66,20 +65,16 @@ async def create_token(request: web.Request) -> web.Response:
 @api.get("/v1/tokens", summary="Your API tokens (no secrets)", response=Page[Token])
 async def list_tokens(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    query = page_query(request)
-    after = decode_cursor(query.cursor)
-    rows = await request.app[keys.POOL].fetch(
+    page = await fetch_page(
+        request,
         "SELECT id, name, kind, prefix, scopes, organization_id, created_at, expires_at, "
         "revoked_at, service_id, deployment_id FROM auth.tokens WHERE user_id = $1 "
         "AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3)) "
         "ORDER BY created_at, id LIMIT $4",
         principal.user_id,
-        after[0] if after else None,
-        after[1] if after else "",
-        query.limit + 1,
+        build=lambda r: Token(**dict(r)),
     )
-    items = [Token(**dict(r)) for r in rows]
-    return json_response(page_of(items, list(rows), query.limit))
+    return json_response(page)
 
 
 @api.delete("/v1/tokens/{id}", summary="Revoke an API token", scope="write", status=204)

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.commands import caught_up, send
 from gateway.middleware import principal_of
-from gateway.pagination import Page, decode_cursor, page_of, page_query
+from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
 from libs.errors import NotFound, ValidationFailed
 from libs.principal import Principal
@@ -98,20 +98,16 @@ async def list_users(request: web.Request) -> web.Response:
         raise ValidationFailed("name an organization", "organization_id")
     if not principal.is_superuser and org not in principal.memberships:
         raise NotFound("organization not found", {"field": "organization_id"})
-    query = page_query(request)
-    after = decode_cursor(query.cursor)
-    rows = await request.app[keys.POOL].fetch(
+    page = await fetch_page(
+        request,
         f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))} FROM auth.users u "  # noqa: S608
         "JOIN auth.memberships m ON m.user_id = u.id AND m.organization_id = $1 "
         "WHERE ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3)) "
         "ORDER BY u.created_at, u.id LIMIT $4",
         org,
-        after[0] if after else None,
-        after[1] if after else "",
-        query.limit + 1,
+        build=lambda r: User(**dict(r)),
     )
-    items = [User(**dict(r)) for r in rows]
-    return json_response(page_of(items, list(rows), query.limit))
+    return json_response(page)
 
 
 @api.get("/v1/users/{id}", summary="One user you share an organization with", response=User)

@@ -86,8 +86,8 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
     assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
 
 
-async def test_up_serves_restarts_crashed_services_and_resumes(tmp_path: Path) -> None:
-    data_dir, log, port = tmp_path / "data", tmp_path / "up.log", free_port()
+async def test_up_serves_restarts_crashed_services_and_resumes(data_root: Path) -> None:
+    data_dir, log, port = data_root / "data", data_root / "up.log", free_port()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         proc = await _up(data_dir, port, log)

@@ -231,3 +231,30 @@ async def test_token_scopes_cannot_exceed_the_role(stack: Stack) -> None:
     )
     body = await _json(resp, 403)
     assert body["error"]["details"]["field"] == "$.scopes"
+
+
+async def test_lists_page_through_every_item_once(stack: Stack) -> None:
+    for n in range(3):
+        await _create_user(stack, f"member{n}@example.com")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = await _json(
+            await stack.client.get(
+                f"/v1/organizations/{stack.org_id}/members{query}", headers=stack.auth()
+            ),
+            200,
+        )
+        assert len(page["items"]) <= 2
+        seen += [m["user_id"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 4 and len(set(seen)) == 4
+    users = await _json(await stack.client.get("/v1/users?limit=3", headers=stack.auth()), 200)
+    assert len(users["items"]) == 3 and users["next_cursor"]
+    bad = await stack.client.get("/v1/users?limit=0", headers=stack.auth())
+    assert (await _json(bad, 422))["error"]["details"]["field"] == "$.limit"
+    bad = await stack.client.get("/v1/tokens?cursor=%%%", headers=stack.auth())
+    assert (await _json(bad, 422))["error"]["details"]["field"] == "cursor"

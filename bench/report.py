@@ -1,0 +1,91 @@
+"""Tables for the terminal and for docs/performance.md.
+
+The run rewrites only the part of docs/performance.md between the two
+markers below; everything else in that file is written by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import msgspec
+
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
+
+
+class Table(msgspec.Struct, frozen=True, kw_only=True):
+    """One benchmark's figures: a title, rows of cells, and notes under them."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    notes: list[str] = msgspec.field(default_factory=list)
+    # How many leading columns hold labels (left-aligned) rather than figures.
+    labels: int = 1
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    """A number for a table cell; an em dash for a missing one."""
+    if math.isnan(value):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def fmt_ratio(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2f}x"
+
+
+def render_text(table: Table) -> str:
+    """An aligned plain-text table with its notes, for the terminal."""
+    widths = [len(c) for c in table.columns]
+    for row in table.rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        first, *rest = cells
+        parts = [first.ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(rest, widths[1:], strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [f"== {table.title}", line(table.columns), line(["-" * w for w in widths])]
+    out += [line(row) for row in table.rows]
+    out += [f"   {note}" for note in table.notes]
+    return "\n".join(out)
+
+
+def render_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table under a heading, notes as a list."""
+    align = ["---"] * table.labels + ["---:"] * (len(table.columns) - table.labels)
+    out = [f"### {table.title}", ""]
+    out.append("| " + " | ".join(table.columns) + " |")
+    out.append("|" + "|".join(align) + "|")
+    out += ["| " + " | ".join(row) + " |" for row in table.rows]
+    if table.notes:
+        out.append("")
+        out += [f"- {note}" for note in table.notes]
+    return "\n".join(out)
+
+
+def results_section(machine: list[tuple[str, str]], tables: list[Table]) -> str:
+    """The generated block: machine facts, then one table per benchmark."""
+    out = [START, "", "## Latest results", "", "Written by `make bench`; do not edit by hand.", ""]
+    out += ["| Machine | |", "|---|---|"]
+    out += [f"| {key} | {value} |" for key, value in machine]
+    for table in tables:
+        out += ["", render_markdown(table)]
+    out += ["", END]
+    return "\n".join(out)
+
+
+def write_results(path: Path, section: str) -> None:
+    """Replace the generated block in `path`, or append it if the file has none."""
+    text = path.read_text() if path.exists() else "# Performance\n"
+    start, end = text.find(START), text.find(END)
+    if start != -1 and end > start:
+        text = text[:start] + section + text[end + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
