@@ -32,6 +32,9 @@ from libs.principal import Principal
 log = structlog.get_logger("gateway.authn")
 
 CACHE_SECONDS = 10.0
+# Verified access tokens, so a client's every request does not pay for an
+# Ed25519 check; revocation is still checked per request, by session id.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class _UserInfo(msgspec.Struct, frozen=True):
@@ -96,6 +99,7 @@ class Authenticator:
         self._keys_loaded_at = 0.0
         self._revoked_sessions: dict[str, float] = {}
         self._revoked_tokens: set[str] = set()
+        self._verified: dict[str, dict[str, Any]] = {}
         self._users: dict[str, tuple[_UserInfo, float]] = {}
         self._tokens: dict[str, tuple[_TokenRow | None, float]] = {}
         self._subs: list[Any] = []
@@ -170,26 +174,12 @@ class Authenticator:
         raise AuthenticationRequired("the credential is not a DeployForge token")
 
     async def _jwt(self, token: str) -> Principal:
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.InvalidTokenError:
-            raise AuthenticationRequired("malformed access token") from None
-        key = await self._key(kid) if isinstance(kid, str) else None
-        if key is None:
-            raise AuthenticationRequired("access token signed by an unknown key")
-        try:
-            claims = jwt.decode(
-                token,
-                key=key,
-                algorithms=["EdDSA"],
-                audience=self.audience,
-                issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "sid"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationRequired("access token expired") from None
-        except jwt.InvalidTokenError:
-            raise AuthenticationRequired("invalid access token") from None
+        claims = self._verified.get(token)
+        if claims is None or claims["exp"] <= time.time():
+            claims = await self._verify_jwt(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = claims
         session_id = str(claims["sid"])
         if session_id in self._revoked_sessions:
             raise AuthenticationRequired("the session was revoked")
@@ -204,6 +194,30 @@ class Authenticator:
             is_superuser=info.is_superuser,
             session_id=session_id,
         )
+
+    async def _verify_jwt(self, token: str) -> dict[str, Any]:
+        """Signature, issuer, audience and expiry; the claims if all hold."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            raise AuthenticationRequired("malformed access token") from None
+        key = await self._key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise AuthenticationRequired("access token signed by an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=["EdDSA"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "sid"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationRequired("access token expired") from None
+        except jwt.InvalidTokenError:
+            raise AuthenticationRequired("invalid access token") from None
+        return claims
 
     async def _api_token(self, token: str, token_id: str) -> Principal:
         row = await self._token(token_id)

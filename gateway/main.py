@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from aiohttp import web
 
 from gateway.app import create_app
@@ -15,8 +17,12 @@ def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", level=settings.log_level, fmt=settings.log_format)
     configure_tracing("gateway", console=settings.otel_console)
+    app = create_app(settings)
+    # Everything alive now lives as long as the process: keep it out of the
+    # collector's way (full collections were ~35 ms pauses under load).
+    gc.freeze()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=None,

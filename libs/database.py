@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS deployforge.projection_checkpoints (
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections decode json/jsonb columns to Python values."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
     assert pool is not None
     return pool
@@ -32,6 +32,12 @@ async def connect(dsn: str) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip on every release: pool connections hold no
+    session state (settings are SET LOCAL, advisory locks transaction-scoped,
+    LISTEN only on dedicated connections)."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -9,7 +9,8 @@ as micro error replies whose code is an `ErrorCode`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -78,6 +79,42 @@ def service_name(namespace: str, service: str) -> str:
     return f"df-{service}-{namespace}" if namespace else f"df-{service}"
 
 
+class CommandServer:
+    """A registered micro service whose commands run concurrently.
+
+    nats.micro awaits each handler before taking the next message, which would
+    serialise every command of an endpoint (and a slow argon2 login would hold
+    up everything behind it). Each request runs in its own task instead; at
+    most `concurrency` at once, beyond which the subscription waits.
+    """
+
+    def __init__(self, service: Service, concurrency: int) -> None:
+        self.service = service
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def spawn(
+        self, handle: Callable[[Request], Coroutine[Any, Any, None]]
+    ) -> Callable[[Request], Awaitable[None]]:
+        async def dispatch(req: Request) -> None:
+            await self._slots.acquire()
+            task = asyncio.create_task(handle(req))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+        return dispatch
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+
+    async def stop(self) -> None:
+        """Stop taking commands, then let the ones in flight finish and reply."""
+        await self.service.stop()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+
 async def serve(
     nc: NATS,
     *,
@@ -85,7 +122,8 @@ async def serve(
     namespace: str,
     version: str,
     endpoints: Mapping[str, Endpoint[Any]],
-) -> Service:
+    concurrency: int = 64,
+) -> CommandServer:
     """Register a micro service with one endpoint per command."""
     svc = await add_service(
         nc,
@@ -93,16 +131,19 @@ async def serve(
         version=version,
         description=f"DeployForge {service} commands",
     )
+    server = CommandServer(svc, concurrency)
     for name, endpoint in endpoints.items():
         await svc.add_endpoint(
             name=name,
             subject=command_subject(namespace, service, name),
-            handler=_wrap(service, name, endpoint),
+            handler=server.spawn(_wrap(service, name, endpoint)),
         )
-    return svc
+    return server
 
 
-def _wrap(service: str, name: str, endpoint: Endpoint[Any]) -> Callable[[Request], Awaitable[None]]:
+def _wrap(
+    service: str, name: str, endpoint: Endpoint[Any]
+) -> Callable[[Request], Coroutine[Any, Any, None]]:
     async def handle(req: Request) -> None:
         headers = req.headers or {}
         structlog.contextvars.clear_contextvars()

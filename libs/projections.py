@@ -81,8 +81,8 @@ async def apply_batch(
     *,
     position: int,
 ) -> int:
-    """Apply the events after `position` in one open transaction; the new position."""
-    await conn.execute(f"SET LOCAL search_path TO {_quote(schema)}")
+    """Apply the events after `position` in the open transaction, whose search_path
+    is already `schema`; the new position."""
     for msg in msgs:
         seq = msg.metadata.sequence.stream
         if seq <= position:
@@ -94,28 +94,40 @@ async def apply_batch(
     return position
 
 
-async def _lock_checkpoint(conn: asyncpg.Connection, projection: Projection, stream: str) -> int:
+async def _ensure_checkpoint(conn: asyncpg.Connection, name: str, stream: str) -> None:
     await conn.execute(
         "INSERT INTO deployforge.projection_checkpoints (projection, stream) VALUES ($1, $2) "
         "ON CONFLICT (projection) DO NOTHING",
-        projection.name,
+        name,
         stream,
     )
+
+
+async def _lock_checkpoint(conn: asyncpg.Connection, name: str, schema: str) -> int:
+    """Hold the checkpoint row for this transaction and point search_path at `schema`.
+
+    One round trip. Holding the row is what lets `replay` swap schemas without
+    racing the live runner.
+    """
     position: int = await conn.fetchval(
-        "SELECT position FROM deployforge.projection_checkpoints WHERE projection = $1 FOR UPDATE",
-        projection.name,
+        "SELECT position FROM deployforge.projection_checkpoints, "
+        "  set_config('search_path', $2, true) WHERE projection = $1 FOR UPDATE",
+        name,
+        _quote(schema),
     )
     return position
 
 
 async def _save_checkpoint(conn: asyncpg.Connection, name: str, position: int) -> None:
+    # Saved and announced in one round trip; the NOTIFY is delivered at commit.
     await conn.execute(
-        "UPDATE deployforge.projection_checkpoints SET position = $2, updated_at = now() "
-        "WHERE projection = $1",
+        "WITH saved AS (UPDATE deployforge.projection_checkpoints "
+        "  SET position = $2, updated_at = now() WHERE projection = $1 RETURNING position) "
+        "SELECT pg_notify($3, $1 || ':' || position) FROM saved",
         name,
         position,
+        NOTIFY_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{name}:{position}")
 
 
 async def checkpoint(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> int:
@@ -187,7 +199,8 @@ class ProjectionRunner:
     async def _prepare(self, conn: asyncpg.Connection) -> int:
         await ensure_core_schema(conn)
         async with conn.transaction():
-            position = await _lock_checkpoint(conn, self.projection, self.stream)
+            await _ensure_checkpoint(conn, self.projection.name, self.stream)
+            position = await _lock_checkpoint(conn, self.projection.name, self.projection.schema)
             exists = await conn.fetchval(
                 "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.projection.schema
             )
@@ -227,7 +240,9 @@ class ProjectionRunner:
                 except nats.errors.TimeoutError:
                     continue
                 async with conn.transaction():
-                    position = await _lock_checkpoint(conn, self.projection, self.stream)
+                    position = await _lock_checkpoint(
+                        conn, self.projection.name, self.projection.schema
+                    )
                     new = await apply_batch(
                         conn,
                         self.projection,
@@ -308,6 +323,7 @@ async def replay(
                         return
                     continue
                 async with conn.transaction():
+                    await conn.execute(f"SET LOCAL search_path TO {_quote(building)}")
                     new = await apply_batch(
                         conn, projection, building, msgs, store.namespace, position=position
                     )
@@ -316,7 +332,8 @@ async def replay(
 
         await catch_up(await store.last_sequence(projection.spec.context))
         async with conn.transaction():
-            live = await _lock_checkpoint(conn, projection, stream)
+            await _ensure_checkpoint(conn, projection.name, stream)
+            live = await _lock_checkpoint(conn, projection.name, building)
             while position < live:
                 msgs = await sub.fetch(batch, timeout=5.0)
                 new = await apply_batch(
