@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg
 import nats
 
-from deployforge.embedded import EmbeddedNats, EmbeddedPostgres
+from deployforge.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from deployforge.projections import STREAMS
 from deployforge.supervisor import Supervisor
 from libs.crypto import generate_master_key
@@ -153,7 +153,12 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
             "DEPLOYFORGE_NAMESPACE": namespace,
         }
         python = sys.executable
-        supervisor.add("auth", [python, "-m", "services.auth.main"], env=env)
+        auth_metrics = free_port()
+        supervisor.add(
+            "auth",
+            [python, "-m", "services.auth.main"],
+            env={**env, "DEPLOYFORGE_METRICS_PORT": str(auth_metrics)},
+        )
         supervisor.add(
             "gateway",
             [python, "-m", "gateway.main"],
@@ -169,6 +174,9 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
             ready.result()
             await bootstrap_admin(nats_url, namespace, environ)
             _say(f"DeployForge is up: {base} (API docs {base}/docs); Ctrl-C stops it")
+            _say(
+                f"metrics: {base}/metrics (gateway), http://127.0.0.1:{auth_metrics}/metrics (auth)"
+            )
             await stop.wait()
         else:
             ready.cancel()

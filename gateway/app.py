@@ -59,6 +59,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await waiter.stop()
+        await app[keys.RATE_LIMITER].close()
         await authenticator.stop()
         await pool.close()
         await nc.drain()

@@ -30,6 +30,7 @@ from libs.events import (
     utcnow,
 )
 from libs.ids import new_id
+from libs.metrics import EVENTS_APPENDED
 
 E = TypeVar("E", bound=Event)
 
@@ -158,6 +159,7 @@ class EventStore:
                     ) from None
                 raise
             expected = ack.seq
+            EVENTS_APPENDED.labels(aggregate).inc()
         return expected
 
     async def load(self, aggregate: str, aggregate_id: str, codec: EventCodec[E]) -> Loaded[E]:

@@ -30,6 +30,7 @@ from libs.errors import (
     validation_field,
     validation_message,
 )
+from libs.metrics import COMMANDS
 from libs.principal import Principal
 from libs.tracing import extract_context, inject_headers
 
@@ -162,17 +163,21 @@ def _wrap(
                 )
                 reply = await endpoint.handler(command, ctx)
             except msgspec.ValidationError as exc:
+                COMMANDS.labels(service, name, ErrorCode.VALIDATION_ERROR.value).inc()
                 await _respond_error(
                     req, ErrorCode.VALIDATION_ERROR, validation_message(str(exc)), _field_of(exc)
                 )
                 return
             except DomainError as exc:
+                COMMANDS.labels(service, name, exc.code.value).inc()
                 await _respond_error(req, exc.code, exc.message, exc.details)
                 return
             except Exception:
+                COMMANDS.labels(service, name, ErrorCode.INTERNAL_ERROR.value).inc()
                 log.exception("command_failed")
                 await _respond_error(req, ErrorCode.INTERNAL_ERROR, "internal error", {})
                 return
+            COMMANDS.labels(service, name, "ok").inc()
             out = {H_POSITION: reply.position} if reply.position else None
             await req.respond(_encoder.encode(reply.result), headers=out)
 

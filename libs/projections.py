@@ -28,12 +28,16 @@ import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
 
 from libs.database import connect, ensure_core_schema
 from libs.events import Event, EventCodec, Recorded, meta_from_headers
 from libs.eventstore import EventStore, StreamSpec
+from libs.metrics import PROJECTED
+from libs.tracing import extract_context
 
 log = structlog.get_logger("projection")
+tracer = trace.get_tracer("deployforge.projections")
 
 NOTIFY_CHANNEL = "deployforge_checkpoints"
 
@@ -89,7 +93,14 @@ async def apply_batch(
             continue
         recorded = decode(projection, msg, namespace)
         if recorded is not None:
-            await projection.apply(conn, recorded)
+            # The trace of the request that caused the event continues here.
+            parent = extract_context({"traceparent": recorded.meta.traceparent or ""})
+            with tracer.start_as_current_span(
+                f"project {recorded.meta.event_type}",
+                context=parent,
+                kind=trace.SpanKind.CONSUMER,
+            ):
+                await projection.apply(conn, recorded)
         position = seq
     return position
 
@@ -253,6 +264,10 @@ class ProjectionRunner:
                     )
                     if new > position:
                         await _save_checkpoint(conn, self.projection.name, new)
+                if new > position:
+                    PROJECTED.labels(self.projection.name).inc(
+                        sum(1 for m in msgs if m.metadata.sequence.stream > position)
+                    )
                 self.position = max(new, position)
                 # AckPolicy.ALL: acking the last message acks the whole batch.
                 await msgs[-1].ack()

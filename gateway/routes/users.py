@@ -43,18 +43,26 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
 _USER_COLUMNS = "id, email, name, is_superuser, active, default_organization_id, created_at"
 
 
+_MEMBERSHIPS = msgspec.json.Decoder(list[Membership])
+
+
 async def fetch_user(pool: asyncpg.Pool, user_id: str) -> User | None:
-    # The f-strings here interpolate only the constant column list above.
-    row = await pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM auth.users WHERE id = $1", user_id)  # noqa: S608
-    if row is None:
-        return None
-    orgs = await pool.fetch(
-        "SELECT m.organization_id, o.name, o.slug, m.role, m.joined_at FROM auth.memberships m "
-        "JOIN auth.organizations o ON o.id = m.organization_id WHERE m.user_id = $1 "
-        "ORDER BY m.joined_at, m.organization_id",
+    """A user and their memberships, in one round trip."""
+    row = await pool.fetchrow(
+        # The f-string interpolates only the constant column list above.
+        f"SELECT {_USER_COLUMNS}, (SELECT coalesce(json_agg(json_build_object("  # noqa: S608
+        "  'organization_id', m.organization_id, 'name', o.name, 'slug', o.slug,"
+        "  'role', m.role, 'joined_at', m.joined_at) ORDER BY m.joined_at, m.organization_id),"
+        "  '[]')::text FROM auth.memberships m JOIN auth.organizations o"
+        "  ON o.id = m.organization_id WHERE m.user_id = u.id) AS organizations "
+        "FROM auth.users u WHERE id = $1",
         user_id,
     )
-    return User(**dict(row), organizations=[Membership(**dict(o)) for o in orgs])
+    if row is None:
+        return None
+    fields = dict(row)
+    organizations = _MEMBERSHIPS.decode(fields.pop("organizations"))
+    return User(**fields, organizations=organizations)
 
 
 def _visible(principal: Principal, user: User) -> bool:

@@ -99,6 +99,12 @@ async def test_up_serves_restarts_crashed_services_and_resumes(data_root: Path) 
                 f"{base}/v1/organizations", json={"name": "Persisted"}, headers=headers
             ) as resp:
                 assert resp.status == 201
+            auth_metrics = log.read_text().split("(gateway), ", 1)[1].split(" (auth)", 1)[0]
+            async with http.get(auth_metrics) as resp:
+                scraped = await resp.text()
+            assert 'deployforge_commands_total{command="login",outcome="ok",service="auth"}' in (
+                scraped
+            )
             [killed] = _auth_pids(proc.pid)
             os.kill(killed, signal.SIGKILL)
             for _ in range(200):
@@ -118,6 +124,7 @@ async def test_up_serves_restarts_crashed_services_and_resumes(data_root: Path) 
         assert "auth | " in text and "gateway | " in text
         assert PASSWORD not in text
 
+        log = data_root / "up-again.log"  # its own file: "is up" of the first run must not count
         proc = await _up(data_dir, port, log)
         try:
             await _ready(http, base, proc, log)

@@ -32,6 +32,24 @@ async def test_rate_limit_is_shared_by_every_replica(stack: Stack) -> None:
     assert ok.status == 200
 
 
+async def test_locally_counted_hits_still_add_up_across_replicas(stack: Stack) -> None:
+    # With a limit of 100 most hits are counted locally and flushed in batches.
+    first = await stack.add_gateway(rate_limit_per_minute=100)
+    second = await stack.add_gateway(rate_limit_per_minute=100)
+    fresh = await stack.login("admin@example.com", "correct horse battery staple")
+    session = stack.auth(fresh["access_token"])
+    statuses = [
+        (await client.get("/v1/auth/verify", headers=session)).status
+        for _ in range(50)
+        for client in (first, second)
+    ]
+    assert statuses == [200] * 100
+    for client in (first, second):
+        resp = await client.get("/v1/auth/verify", headers=session)
+        assert resp.status == 429
+        assert resp.headers["X-RateLimit-Remaining"] == "0"
+
+
 async def test_health_probes_are_not_rate_limited(stack: Stack) -> None:
     strict = await stack.add_gateway(anonymous_rate_limit_per_minute=1)
     for _ in range(3):

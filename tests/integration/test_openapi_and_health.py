@@ -50,3 +50,33 @@ async def test_metrics_are_in_prometheus_format(stack: Stack) -> None:
     assert resp.status == 200
     text = await resp.text()
     assert 'deployforge_http_requests_total{method="GET",route="/v1/users/me",status="200"}' in text
+
+
+async def test_a_request_trace_reaches_the_event_it_causes(stack: Stack) -> None:
+    import nats
+
+    from libs.eventstore import EventStore
+    from services.auth.events import STREAM
+    from services.auth.handlers import ORGS
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    resp = await stack.client.post(
+        "/v1/organizations",
+        json={"name": "Traced"},
+        headers={**stack.auth(), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert resp.status == 201
+    assert resp.headers["traceparent"].split("-")[1] == trace_id
+    org_id = (await resp.json())["id"]
+    nc = await nats.connect(stack.suite.nats_url)
+    try:
+        store = EventStore(nc.jetstream(), namespace=stack.suite.namespace)
+        store.register(STREAM)
+        loaded = await store.load("organization", org_id, ORGS.codec)
+    finally:
+        await nc.close()
+    assert loaded.events
+    for recorded in loaded.events:
+        assert recorded.meta.traceparent is not None
+        assert recorded.meta.traceparent.split("-")[1] == trace_id
+        assert recorded.meta.actor == stack.admin_id
