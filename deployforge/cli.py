@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "bootstrap", help="create the first administrator on the servers DEPLOYFORGE_* name"
     )
     sub.add_parser("auth", help="run the identity service (one replica)")
+    sub.add_parser("deploy", help="run the deploy service (one replica)")
     sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
     return parser
 
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         from services.auth.main import main as auth_main
 
         auth_main()
+        return 0
+    if args.command == "deploy":
+        from services.deploy.main import main as deploy_main
+
+        deploy_main()
         return 0
     if args.command == "gateway":
         from gateway.main import main as gateway_main

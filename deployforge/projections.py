@@ -8,6 +8,11 @@ from libs.eventstore import StreamSpec
 from libs.projections import Projection
 from services.auth.events import STREAM as AUTH_STREAM
 from services.auth.projection import AuthProjection
+from services.deploy.events import STREAM as DEPLOY_STREAM
+from services.deploy.projection import DeployProjection
 
-PROJECTIONS: dict[str, Callable[[], Projection]] = {"auth": AuthProjection}
-STREAMS: tuple[StreamSpec, ...] = (AUTH_STREAM,)
+PROJECTIONS: dict[str, Callable[[], Projection]] = {
+    "auth": AuthProjection,
+    "deploy": DeployProjection,
+}
+STREAMS: tuple[StreamSpec, ...] = (AUTH_STREAM, DEPLOY_STREAM)

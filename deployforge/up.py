@@ -159,12 +159,14 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
             [python, "-m", "services.auth.main"],
             env={**env, "DEPLOYFORGE_METRICS_PORT": str(auth_metrics)},
         )
+        supervisor.add("deploy", [python, "-m", "services.deploy.main"], env=env)
         supervisor.add(
             "gateway",
             [python, "-m", "gateway.main"],
             env={**env, "DEPLOYFORGE_HOST": host, "DEPLOYFORGE_PORT": str(port)},
         )
         await supervisor.start("auth")
+        await supervisor.start("deploy")
         await supervisor.start("gateway")
         base = f"http://{host}:{port}"
         ready = asyncio.create_task(_wait_http_ok(f"{base}/readyz", supervisor))

@@ -15,13 +15,34 @@ from gateway.idempotency import IdempotencyStore
 from gateway.middleware import MIDDLEWARES
 from gateway.openapi import api as meta_api
 from gateway.ratelimit import RateLimiter
-from gateway.routes import auth, health, organizations, tokens, users
+from gateway.routes import (
+    auth,
+    deployments,
+    environments,
+    health,
+    organizations,
+    projects,
+    services,
+    tokens,
+    users,
+)
 from gateway.settings import GatewaySettings
 from libs.database import create_pool, ensure_core_schema
 from libs.messaging import CommandBus
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
-ROUTE_TABLES = (auth.api, users.api, organizations.api, tokens.api, health.api, meta_api)
+ROUTE_TABLES = (
+    auth.api,
+    users.api,
+    organizations.api,
+    tokens.api,
+    environments.api,
+    projects.api,
+    services.api,
+    deployments.api,
+    health.api,
+    meta_api,
+)
 
 
 async def _connections(app: web.Application) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from libs.errors import ValidationFailed
 from libs.projections import NOTIFY_CHANNEL, checkpoint
 
 # Which projection answers reads for a context's stream.
-PROJECTION_OF_CONTEXT = {"auth": "auth"}
+PROJECTION_OF_CONTEXT = {"auth": "auth", "deploy": "deploy"}
 
 
 def parse_token(token: str) -> tuple[str, int]:

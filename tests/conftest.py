@@ -19,6 +19,9 @@ from libs.settings import load_settings
 from libs.testing import Servers, Suite, isolated_suite, provision_servers
 from services.auth.events import STREAM as AUTH_STREAM
 from services.auth.main import AuthSettings, run
+from services.deploy.events import STREAM as DEPLOY_STREAM
+from services.deploy.main import DeploySettings
+from services.deploy.main import run as run_deploy
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -39,7 +42,7 @@ async def servers() -> AsyncIterator[Servers]:
 
 @pytest.fixture
 async def suite(servers: Servers) -> AsyncIterator[Suite]:
-    async with isolated_suite(servers, [AUTH_STREAM]) as isolated:
+    async with isolated_suite(servers, [AUTH_STREAM, DEPLOY_STREAM]) as isolated:
         yield isolated
 
 
@@ -68,6 +71,18 @@ class Stack:
     async def start_auth(self, **overrides: Any) -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
         task = asyncio.create_task(run(self.auth_settings(**overrides), stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiter.cancel()
+            task.result()
+        self._stops.append(stop)
+        self._tasks.append(task)
+
+    async def start_deploy(self, **overrides: Any) -> None:
+        settings = load_settings(DeploySettings, self.suite.environ(), **overrides)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(run_deploy(settings, stop, ready))
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
@@ -128,6 +143,7 @@ async def stack(suite: Suite) -> AsyncIterator[Stack]:
     running = Stack(suite)
     try:
         await running.start_auth()
+        await running.start_deploy()
         await running.add_gateway()
         await running.bootstrap()
         yield running

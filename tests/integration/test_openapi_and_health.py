@@ -27,7 +27,12 @@ async def test_openapi_document_lists_every_route_with_its_schemas(stack: Stack)
 async def test_readyz_reports_a_stopped_service(stack: Stack) -> None:
     ready = await stack.client.get("/readyz")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"nats": "ok", "postgres": "ok", "auth": "ok"}
+    assert (await ready.json())["checks"] == {
+        "nats": "ok",
+        "postgres": "ok",
+        "auth": "ok",
+        "deploy": "ok",
+    }
     await stack.close_services()
     for _ in range(100):
         resp = await stack.client.get("/readyz")

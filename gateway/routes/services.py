@@ -1,0 +1,244 @@
+"""Services: what gets deployed, with its build and run commands and env vars."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from gateway import keys
+from gateway.commands import caught_up, send
+from gateway.middleware import principal_of
+from gateway.pagination import Page, fetch_page
+from gateway.routing import Api, convert, json_response, read_json
+from gateway.scoping import request_org, require_visible
+from libs.errors import NotFound
+from services.deploy import commands as c
+
+api = Api("services")
+
+
+class Service(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    organization_id: str
+    project_id: str
+    name: str
+    repository_url: str
+    branch: str
+    runtime: str | None
+    build_command: list[str]
+    run_command: list[str]
+    port: int | None
+    health_check_path: str
+    replicas: int
+    resources: dict[str, Any]
+    dependencies: list[str]
+    owner: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServiceBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    project_id: c.Id
+    name: c.Name
+    repository_url: str
+    branch: str = "main"
+    runtime: str | None = None
+    build_command: c.CommandLine | None = None
+    run_command: c.CommandLine
+    port: int | None = None
+    health_check_path: str = "/"
+    replicas: int = 1
+    resources: c.Config = {}
+    dependencies: list[str] = []
+    owner: str | None = None
+
+
+class ServicePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: c.Name | None = None
+    repository_url: str | None = None
+    branch: str | None = None
+    runtime: str | None = None
+    build_command: c.CommandLine | None = None
+    run_command: c.CommandLine | None = None
+    port: int | None = None
+    health_check_path: str | None = None
+    replicas: int | None = None
+    resources: c.Config | None = None
+    dependencies: list[str] | None = None
+    owner: str | None = None
+
+
+class EnvVar(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    secret: bool
+    # Secret values are never shown again.
+    value: str | None
+    updated_at: datetime
+
+
+class EnvVarBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    value: str
+    secret: bool = False
+
+
+_COLUMNS = (
+    "id, organization_id, project_id, name, repository_url, branch, runtime, build_command,"
+    " run_command, port, health_check_path, replicas, resources, dependencies, owner,"
+    " created_at, updated_at"
+)
+
+
+async def fetch_service(pool: asyncpg.Pool, service_id: str) -> Service | None:
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM deploy.services WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
+        service_id,
+    )
+    return Service(**dict(row)) if row else None
+
+
+async def get_visible_service(request: web.Request, service_id: str) -> Service:
+    principal = principal_of(request)
+    service = await fetch_service(request.app[keys.POOL], service_id)
+    require_visible(principal, service.organization_id if service else None, "service")
+    assert service is not None
+    if principal.service_id is not None and principal.service_id != service.id:
+        raise NotFound("service not found")
+    return service
+
+
+@api.post(
+    "/v1/organizations/{org_id}/services",
+    summary="Create a service",
+    scope="write",
+    body=ServiceBody,
+    response=Service,
+    status=201,
+)
+@api.post(
+    "/v1/services",
+    summary="Create a service (its project's organization)",
+    scope="write",
+    body=ServiceBody,
+    response=Service,
+    status=201,
+)
+async def create_service(request: web.Request) -> web.Response:
+    request_org(request, principal_of(request))
+    body = await read_json(request, ServiceBody)
+    command = convert(msgspec.structs.asdict(body), c.CreateService)
+    result = await send(request, "deploy", "create_service", command)
+    created = msgspec.json.decode(result.data, type=c.Created)
+    await caught_up(request, result)
+    service = await fetch_service(request.app[keys.POOL], created.id)
+    return json_response(
+        service or {"id": created.id},
+        status=201,
+        headers={"Location": f"/v1/services/{created.id}"},
+    )
+
+
+@api.get("/v1/organizations/{org_id}/services", summary="List services", response=Page[Service])
+@api.get("/v1/services", summary="List services (default organization)", response=Page[Service])
+async def list_services(request: web.Request) -> web.Response:
+    org = request_org(request, principal_of(request))
+    page = await fetch_page(
+        request,
+        f"SELECT {_COLUMNS} FROM deploy.services WHERE organization_id = $1"  # noqa: S608
+        " AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)"
+        " AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))"
+        " ORDER BY created_at, id LIMIT $5",
+        org,
+        request.query.get("project_id"),
+        build=lambda r: Service(**dict(r)),
+    )
+    return json_response(page)
+
+
+@api.get("/v1/services/{id}", summary="One service", response=Service)
+async def get_service(request: web.Request) -> web.Response:
+    return json_response(await get_visible_service(request, request.match_info["id"]))
+
+
+@api.patch(
+    "/v1/services/{id}",
+    summary="Change a service",
+    scope="write",
+    body=ServicePatch,
+    response=Service,
+)
+async def update_service(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    body = await read_json(request, ServicePatch)
+    fields = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+    command = convert({"service_id": service.id, **fields}, c.UpdateService)
+    result = await send(request, "deploy", "update_service", command)
+    await caught_up(request, result)
+    return json_response(await fetch_service(request.app[keys.POOL], service.id))
+
+
+@api.delete("/v1/services/{id}", summary="Delete a service", scope="admin", status=204)
+async def delete_service(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    await send(request, "deploy", "delete_service", c.DeleteService(service_id=service.id))
+    return web.Response(status=204)
+
+
+@api.get(
+    "/v1/services/{id}/env", summary="A service's environment variables", response=list[EnvVar]
+)
+async def list_env(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    rows = await request.app[keys.POOL].fetch(
+        "SELECT key, secret, value, updated_at FROM deploy.env_vars WHERE service_id = $1"
+        " ORDER BY key",
+        service.id,
+    )
+    return json_response([EnvVar(**dict(r)) for r in rows])
+
+
+@api.route(
+    "PUT",
+    "/v1/services/{id}/env/{key}",
+    summary="Set one environment variable",
+    scope="write",
+    body=EnvVarBody,
+    response=EnvVar,
+)
+async def set_env(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    body = await read_json(request, EnvVarBody)
+    key = request.match_info["key"]
+    command = convert(
+        {"service_id": service.id, "key": key, "value": body.value, "secret": body.secret},
+        c.SetEnvVar,
+    )
+    result = await send(request, "deploy", "set_env_var", command)
+    await caught_up(request, result)
+    row = await request.app[keys.POOL].fetchrow(
+        "SELECT key, secret, value, updated_at FROM deploy.env_vars"
+        " WHERE service_id = $1 AND key = $2",
+        service.id,
+        key,
+    )
+    return json_response(EnvVar(**dict(row)) if row else {"key": key, "secret": body.secret})
+
+
+@api.delete(
+    "/v1/services/{id}/env/{key}",
+    summary="Remove one environment variable",
+    scope="write",
+    status=204,
+)
+async def remove_env(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    await send(
+        request,
+        "deploy",
+        "remove_env_var",
+        c.RemoveEnvVar(service_id=service.id, key=request.match_info["key"]),
+    )
+    return web.Response(status=204)

@@ -1,0 +1,1 @@
+"""Deployments: environments, projects, services, deployments and their scheduling."""

@@ -1,0 +1,578 @@
+"""One function per deploy command: load the aggregates, decide, append.
+
+A deployment touches two aggregates: the deployment itself and its
+organization's dispatch queue (`dispatch.<org>`), whose optimistic concurrency
+serialises the one-per-service-and-environment and N-per-organization rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from libs.aggregate import AggregateType, load_state, retry_on_conflict
+from libs.crypto import SecretBox
+from libs.errors import AuthenticationRequired, NotFound, ValidationFailed
+from libs.events import Event, EventContext
+from libs.eventstore import EventStore
+from libs.ids import new_id
+from libs.messaging import CommandContext, Reply
+from libs.principal import Principal
+from services.deploy import commands as c
+from services.deploy import decider as d
+from services.deploy.events import (
+    CODECS,
+    STREAM,
+    DeploymentCreated,
+    DeploymentDispatched,
+    DeploymentQueued,
+    EnvironmentCreated,
+    ProjectCreated,
+    ServiceCreated,
+    SlotQueued,
+    SlotTaken,
+)
+from services.deploy.runner import parse_command
+from services.deploy.source import validate_ref, validate_repository
+
+ENVIRONMENTS = AggregateType(
+    "environment", CODECS["environment"], d.EnvironmentState(), d.evolve_environment
+)
+PROJECTS = AggregateType("project", CODECS["project"], d.ProjectState(), d.evolve_project)
+SLUGS = AggregateType("project_slug", CODECS["project_slug"], d.SlugState(), d.evolve_slug)
+SERVICES = AggregateType("service", CODECS["service"], d.ServiceState(), d.evolve_service)
+DEPLOYMENTS = AggregateType(
+    "deployment", CODECS["deployment"], d.DeploymentState(), d.evolve_deployment
+)
+DISPATCH = AggregateType("dispatch", CODECS["dispatch"], d.DispatchState(), d.evolve_dispatch)
+
+CREDENTIALS = "environment-credentials"
+SECRET_ENV = "service-env-var"
+
+
+class DeployDeps:
+    """The adapters the deploy handlers need; main.py builds the real ones."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        box: SecretBox,
+        pool: asyncpg.Pool,
+        *,
+        max_running: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.pool = pool
+        self.max_running = max_running
+        self.clock = clock
+
+
+def _position(seq: int) -> str:
+    return f"{STREAM.context}:{seq}"
+
+
+def _actor(ctx: CommandContext) -> Principal:
+    if ctx.principal is None:
+        raise AuthenticationRequired("authentication required")
+    return ctx.principal
+
+
+def _org(actor: Principal, given: str | None) -> str:
+    org = given or actor.organization_id
+    if org is None:
+        raise ValidationFailed("name the organization", "$.organization_id")
+    return org
+
+
+def _ectx(ctx: CommandContext, organization_id: str | None) -> EventContext:
+    return EventContext(
+        actor=ctx.principal.user_id if ctx.principal else None,
+        organization_id=organization_id,
+        correlation_id=ctx.request_id,
+        traceparent=ctx.traceparent,
+    )
+
+
+def _changes(cmd: msgspec.Struct, *skip: str) -> dict[str, Any]:
+    return {
+        f: getattr(cmd, f)
+        for f in cmd.__struct_fields__
+        if f not in skip and getattr(cmd, f) is not None
+    }
+
+
+def _argv(command: str | list[str] | None, field: str) -> list[str]:
+    return [] if command is None else parse_command(command, field)
+
+
+async def _update(
+    deps: DeployDeps,
+    ctx: CommandContext,
+    kind: AggregateType[Any],
+    aggregate_id: str,
+    decide: Callable[[Any], list[Event]],
+) -> Reply:
+    """Load, decide, append; again if someone else appended in between."""
+
+    async def attempt() -> Reply:
+        state, version = await load_state(deps.store, kind, aggregate_id)
+        events = decide(state)
+        if not events:
+            return Reply(result=None)
+        seq = await deps.store.append(
+            kind.name,
+            aggregate_id,
+            events,
+            expected_version=version,
+            context=_ectx(ctx, getattr(state, "organization_id", None)),
+        )
+        return Reply(result=None, position=_position(seq))
+
+    return await retry_on_conflict(attempt)
+
+
+# --- environments -------------------------------------------------------------------------
+
+
+def _seal(deps: DeployDeps, credentials: dict[str, Any] | None) -> str | None:
+    if credentials is None:
+        return None
+    return deps.box.seal(json.dumps(credentials).encode(), purpose=CREDENTIALS)
+
+
+async def create_environment(
+    deps: DeployDeps, cmd: c.CreateEnvironment, ctx: CommandContext
+) -> Reply:
+    actor = _actor(ctx)
+    org = _org(actor, cmd.organization_id)
+    environment_id = new_id("env")
+    created = EnvironmentCreated(
+        environment_id=environment_id,
+        organization_id=org,
+        name=cmd.name,
+        provider=cmd.provider,
+        environment_type=cmd.type,
+        region=cmd.region,
+        cluster=cmd.cluster,
+        namespace=cmd.namespace,
+        configuration=cmd.configuration,
+        resource_limits=cmd.resource_limits,
+        auto_deploy=cmd.auto_deploy,
+        credentials_sealed=_seal(deps, cmd.credentials),
+    )
+    events = d.decide_create_environment(d.EnvironmentState(), actor, created)
+    seq = await deps.store.append(
+        "environment", environment_id, events, expected_version=0, context=_ectx(ctx, org)
+    )
+    return Reply(result=c.Created(id=environment_id), position=_position(seq))
+
+
+async def update_environment(
+    deps: DeployDeps, cmd: c.UpdateEnvironment, ctx: CommandContext
+) -> Reply:
+    actor = _actor(ctx)
+    changes = _changes(cmd, "environment_id", "credentials")
+    sealed = _seal(deps, cmd.credentials)
+    return await _update(
+        deps,
+        ctx,
+        ENVIRONMENTS,
+        cmd.environment_id,
+        lambda s: d.decide_update_environment(s, actor, dict(changes), sealed),
+    )
+
+
+async def delete_environment(
+    deps: DeployDeps, cmd: c.DeleteEnvironment, ctx: CommandContext
+) -> Reply:
+    actor = _actor(ctx)
+    return await _update(
+        deps, ctx, ENVIRONMENTS, cmd.environment_id, lambda s: d.decide_delete_environment(s, actor)
+    )
+
+
+# --- projects -----------------------------------------------------------------------------
+
+
+def _slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50].strip("-")
+    return slug if len(slug) >= 2 else f"project-{slug}".strip("-")
+
+
+async def create_project(deps: DeployDeps, cmd: c.CreateProject, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    org = _org(actor, cmd.organization_id)
+    d.require(actor, "write", org)
+    project_id = new_id("prj")
+    slug = cmd.slug or _slugify(cmd.name)
+    slug_key = f"{org}~{slug}"
+    claim, version = await load_state(deps.store, SLUGS, slug_key)
+    await deps.store.append(
+        "project_slug",
+        slug_key,
+        d.decide_claim_slug(claim, project_id),
+        expected_version=version,
+        context=_ectx(ctx, org),
+    )
+    created = ProjectCreated(
+        project_id=project_id,
+        organization_id=org,
+        name=cmd.name,
+        slug=slug,
+        description=cmd.description,
+    )
+    events = d.decide_create_project(d.ProjectState(), actor, created)
+    seq = await deps.store.append(
+        "project", project_id, events, expected_version=0, context=_ectx(ctx, org)
+    )
+    return Reply(result=c.Created(id=project_id), position=_position(seq))
+
+
+async def update_project(deps: DeployDeps, cmd: c.UpdateProject, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    changes = _changes(cmd, "project_id")
+    return await _update(
+        deps,
+        ctx,
+        PROJECTS,
+        cmd.project_id,
+        lambda s: d.decide_update_project(s, actor, dict(changes)),
+    )
+
+
+async def delete_project(deps: DeployDeps, cmd: c.DeleteProject, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    live: int = await deps.pool.fetchval(
+        "SELECT count(*) FROM deploy.services WHERE project_id = $1 AND deleted_at IS NULL",
+        cmd.project_id,
+    )
+    return await _update(
+        deps, ctx, PROJECTS, cmd.project_id, lambda s: d.decide_delete_project(s, actor, live)
+    )
+
+
+# --- services -----------------------------------------------------------------------------
+
+
+async def create_service(deps: DeployDeps, cmd: c.CreateService, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    project, _ = await load_state(deps.store, PROJECTS, cmd.project_id)
+    repository = validate_repository(cmd.repository_url)
+    validate_ref(cmd.branch, "$.branch")
+    service_id = new_id("svc")
+    created = ServiceCreated(
+        service_id=service_id,
+        organization_id=project.organization_id or "",
+        project_id=cmd.project_id,
+        name=cmd.name,
+        repository_url=repository,
+        branch=cmd.branch,
+        runtime=cmd.runtime,
+        build_command=_argv(cmd.build_command, "$.build_command"),
+        run_command=_argv(cmd.run_command, "$.run_command"),
+        port=cmd.port,
+        health_check_path=cmd.health_check_path,
+        replicas=cmd.replicas,
+        resources=cmd.resources,
+        dependencies=cmd.dependencies,
+        owner=cmd.owner,
+    )
+    events = d.decide_create_service(d.ServiceState(), project, actor, created)
+    seq = await deps.store.append(
+        "service",
+        service_id,
+        events,
+        expected_version=0,
+        context=_ectx(ctx, project.organization_id),
+    )
+    return Reply(result=c.Created(id=service_id), position=_position(seq))
+
+
+async def update_service(deps: DeployDeps, cmd: c.UpdateService, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    changes = _changes(cmd, "service_id")
+    if "repository_url" in changes:
+        changes["repository_url"] = validate_repository(changes["repository_url"])
+    if "branch" in changes:
+        validate_ref(changes["branch"], "$.branch")
+    for field in ("build_command", "run_command"):
+        if field in changes:
+            changes[field] = _argv(changes[field], f"$.{field}")
+    return await _update(
+        deps,
+        ctx,
+        SERVICES,
+        cmd.service_id,
+        lambda s: d.decide_update_service(s, actor, dict(changes)),
+    )
+
+
+async def delete_service(deps: DeployDeps, cmd: c.DeleteService, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    active: int = await deps.pool.fetchval(
+        "SELECT count(*) FROM deploy.deployments WHERE service_id = $1 AND status = ANY($2)",
+        cmd.service_id,
+        sorted(d.ACTIVE),
+    )
+    return await _update(
+        deps, ctx, SERVICES, cmd.service_id, lambda s: d.decide_delete_service(s, actor, active)
+    )
+
+
+async def set_env_var(deps: DeployDeps, cmd: c.SetEnvVar, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    sealed = deps.box.seal(cmd.value.encode(), purpose=SECRET_ENV) if cmd.secret else None
+    return await _update(
+        deps,
+        ctx,
+        SERVICES,
+        cmd.service_id,
+        lambda s: d.decide_set_env_var(
+            s,
+            actor,
+            key=cmd.key,
+            value=None if cmd.secret else cmd.value,
+            value_sealed=sealed,
+            secret=cmd.secret,
+        ),
+    )
+
+
+async def remove_env_var(deps: DeployDeps, cmd: c.RemoveEnvVar, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    return await _update(
+        deps, ctx, SERVICES, cmd.service_id, lambda s: d.decide_remove_env_var(s, actor, cmd.key)
+    )
+
+
+# --- deployments --------------------------------------------------------------------------
+
+
+async def _enqueue(
+    deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str, key: str
+) -> int:
+    """Put the deployment in its organization's queue; mark what that dispatched."""
+
+    async def attempt() -> tuple[list[Event], d.DispatchState, int]:
+        state, version = await load_state(deps.store, DISPATCH, org)
+        events = d.decide_enqueue(
+            state, deployment_id=deployment_id, key=key, limit=deps.max_running
+        )
+        seq = version
+        if events:
+            seq = await deps.store.append(
+                "dispatch", org, events, expected_version=version, context=_ectx(ctx, org)
+            )
+        after = state
+        for event in events:
+            after = d.evolve_dispatch(after, event)
+        return events, after, seq
+
+    events, after, seq = await retry_on_conflict(attempt)
+    return await _announce(deps, ctx, org, events, after, seq)
+
+
+async def _release(deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str) -> int:
+    async def attempt() -> tuple[list[Event], d.DispatchState, int]:
+        state, version = await load_state(deps.store, DISPATCH, org)
+        events = d.decide_release(state, deployment_id=deployment_id, limit=deps.max_running)
+        seq = version
+        if events:
+            seq = await deps.store.append(
+                "dispatch", org, events, expected_version=version, context=_ectx(ctx, org)
+            )
+        after = state
+        for event in events:
+            after = d.evolve_dispatch(after, event)
+        return events, after, seq
+
+    events, after, seq = await retry_on_conflict(attempt)
+    return await _announce(deps, ctx, org, events, after, seq)
+
+
+async def _announce(
+    deps: DeployDeps,
+    ctx: CommandContext,
+    org: str,
+    events: list[Event],
+    after: d.DispatchState,
+    seq: int,
+) -> int:
+    """Tell each deployment what the queue decided for it (for its subscribers)."""
+    taken = {e.deployment_id for e in events if isinstance(e, SlotTaken)}
+    positions = d.queue_positions(after)
+    for deployment_id in taken:
+        seq = await _mark(deps, ctx, org, deployment_id, DeploymentDispatched())
+    for event in events:
+        if isinstance(event, SlotQueued) and event.deployment_id in positions:
+            seq = await _mark(
+                deps,
+                ctx,
+                org,
+                event.deployment_id,
+                DeploymentQueued(position=positions[event.deployment_id]),
+            )
+    return seq
+
+
+async def _mark(
+    deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str, event: Event
+) -> int:
+    async def attempt() -> int:
+        _, version = await load_state(deps.store, DEPLOYMENTS, deployment_id)
+        return await deps.store.append(
+            "deployment", deployment_id, [event], expected_version=version, context=_ectx(ctx, org)
+        )
+
+    return await retry_on_conflict(attempt)
+
+
+async def _create(
+    deps: DeployDeps,
+    ctx: CommandContext,
+    *,
+    service_id: str,
+    environment_id: str,
+    ref: str | None,
+    strategy: str,
+    notify_channels: list[str],
+    config: dict[str, Any],
+    rollback_of: str | None = None,
+) -> Reply:
+    actor = _actor(ctx)
+    service, _ = await load_state(deps.store, SERVICES, service_id)
+    environment, _ = await load_state(deps.store, ENVIRONMENTS, environment_id)
+    target = None
+    if rollback_of is not None:
+        target, _ = await load_state(deps.store, DEPLOYMENTS, rollback_of)
+    chosen_ref = validate_ref(ref or service.branch)
+    deployment_id = new_id("dpl")
+    created = DeploymentCreated(
+        deployment_id=deployment_id,
+        organization_id=service.organization_id or "",
+        project_id=service.project_id or "",
+        service_id=service_id,
+        environment_id=environment_id,
+        ref=chosen_ref,
+        strategy=strategy,
+        notify_channels=notify_channels,
+        config=config,
+        rollback_of=rollback_of,
+    )
+    events = d.decide_create_deployment(
+        d.DeploymentState(),
+        actor,
+        service=service,
+        environment=environment,
+        created=created,
+        rollback_target=target,
+    )
+    org = created.organization_id
+    await deps.store.append(
+        "deployment", deployment_id, events, expected_version=0, context=_ectx(ctx, org)
+    )
+    seq = await _enqueue(deps, ctx, org, deployment_id, f"{service_id}:{environment_id}")
+    return Reply(result=c.Created(id=deployment_id), position=_position(seq))
+
+
+async def create_deployment(
+    deps: DeployDeps, cmd: c.CreateDeployment, ctx: CommandContext
+) -> Reply:
+    return await _create(
+        deps,
+        ctx,
+        service_id=cmd.service_id,
+        environment_id=cmd.environment_id,
+        ref=cmd.ref,
+        strategy=cmd.strategy,
+        notify_channels=cmd.notify_channels,
+        config=cmd.config,
+    )
+
+
+async def rollback(deps: DeployDeps, cmd: c.Rollback, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    current, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
+    if current.deployment_id is None:
+        raise NotFound("deployment not found")
+    d.require(actor, "deploy", current.organization_id)
+    target_id = cmd.to_deployment_id
+    if target_id is None:
+        target_id = await deps.pool.fetchval(
+            "SELECT id FROM deploy.deployments WHERE service_id = $1 AND environment_id = $2 "
+            "AND status = 'succeeded' AND id <> $3 ORDER BY finished_at DESC, id LIMIT 1",
+            current.service_id,
+            current.environment_id,
+            current.deployment_id,
+        )
+        if target_id is None:
+            raise NotFound(
+                "no earlier deployment succeeded to roll back to", {"field": "$.deployment_id"}
+            )
+    return await _create(
+        deps,
+        ctx,
+        service_id=current.service_id or "",
+        environment_id=current.environment_id or "",
+        ref=None,
+        strategy="blue-green",
+        notify_channels=[],
+        config={},
+        rollback_of=target_id,
+    )
+
+
+async def cancel_deployment(
+    deps: DeployDeps, cmd: c.CancelDeployment, ctx: CommandContext
+) -> Reply:
+    actor = _actor(ctx)
+    reply = await _update(
+        deps, ctx, DEPLOYMENTS, cmd.deployment_id, lambda s: d.decide_cancel(s, actor)
+    )
+    state, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
+    if state.organization_id:
+        seq = await _release(deps, ctx, state.organization_id, cmd.deployment_id)
+        return Reply(result=None, position=_position(seq))
+    return reply
+
+
+async def report_step(deps: DeployDeps, cmd: c.ReportStep, ctx: CommandContext) -> Reply:
+    return await _update(
+        deps,
+        ctx,
+        DEPLOYMENTS,
+        cmd.deployment_id,
+        lambda s: d.decide_report_step(
+            s,
+            ctx.principal,
+            name=cmd.name,
+            state_name=cmd.state,
+            message=cmd.message,
+            error_message=cmd.error_message,
+        ),
+    )
+
+
+async def finish_deployment(
+    deps: DeployDeps, cmd: c.FinishDeployment, ctx: CommandContext
+) -> Reply:
+    await _update(
+        deps,
+        ctx,
+        DEPLOYMENTS,
+        cmd.deployment_id,
+        lambda s: d.decide_finish(
+            s, ctx.principal, succeeded=cmd.status == "success", reason=cmd.message
+        ),
+    )
+    state, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
+    seq = await _release(deps, ctx, state.organization_id or "", cmd.deployment_id)
+    return Reply(result=None, position=_position(seq))

@@ -1,0 +1,100 @@
+"""Composition root of the deploy service: settings, connections, start/stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+import nats
+import structlog
+
+from libs.crypto import SecretBox
+from libs.database import create_pool
+from libs.eventstore import EventStore
+from libs.logging import configure_logging
+from libs.messaging import serve
+from libs.metrics import start_metrics_server
+from libs.projections import ProjectionRunner
+from libs.settings import CoreSettings, load_settings
+from libs.tracing import configure_tracing
+from services.deploy.api import SERVICE, endpoints
+from services.deploy.events import STREAM
+from services.deploy.handlers import DeployDeps
+from services.deploy.projection import DeployProjection
+
+log = structlog.get_logger("deploy")
+
+
+class DeploySettings(CoreSettings, frozen=True, kw_only=True):
+    # At most this many deployments run at once per organization; the rest queue.
+    max_running_deployments: int = 5
+    run_projection: bool = True
+
+
+async def run(
+    settings: DeploySettings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    """Serve until `stop` is set; `ready` is set once commands are served."""
+    async with AsyncExitStack() as stack:
+        nc = await nats.connect(
+            settings.nats_url, name="deployforge-deploy", max_reconnect_attempts=-1
+        )
+        stack.push_async_callback(nc.drain)
+        store = EventStore(
+            nc.jetstream(), namespace=settings.namespace, replicas=settings.stream_replicas
+        )
+        await store.ensure_stream(STREAM)
+        pool = await create_pool(settings.database_url, min_size=1, max_size=10)
+        stack.push_async_callback(pool.close)
+        deps = DeployDeps(
+            store,
+            SecretBox(settings.secret_key),
+            pool,
+            max_running=settings.max_running_deployments,
+            clock=lambda: datetime.now(UTC),
+        )
+        server = await serve(
+            nc,
+            service=SERVICE,
+            namespace=settings.namespace,
+            version="0.1.0",
+            endpoints=endpoints(deps),
+        )
+        stack.push_async_callback(server.stop)
+        tasks: list[asyncio.Task[None]] = []
+        if settings.run_projection:
+            runner = ProjectionRunner(DeployProjection(), settings.database_url, store)
+            tasks.append(asyncio.create_task(runner.run(stop)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.leading.wait(), timeout=5)
+        if settings.metrics_port:
+            metrics = await start_metrics_server(settings.metrics_host, settings.metrics_port)
+            stack.push_async_callback(metrics.cleanup)
+        log.info("deploy_ready", namespace=settings.namespace)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    log.info("deploy_stopped")
+
+
+def main() -> None:
+    settings = load_settings(DeploySettings)
+    configure_logging("deploy", level=settings.log_level, fmt=settings.log_format)
+    configure_tracing("deploy", console=settings.otel_console)
+
+    async def amain() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(amain())
+
+
+if __name__ == "__main__":
+    main()
