@@ -20,6 +20,8 @@ from gateway.routes import (
     deployments,
     environments,
     health,
+    live,
+    logs,
     organizations,
     projects,
     services,
@@ -40,6 +42,8 @@ ROUTE_TABLES = (
     projects.api,
     services.api,
     deployments.api,
+    logs.api,
+    live.api,
     health.api,
     meta_api,
 )

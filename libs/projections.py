@@ -187,10 +187,16 @@ class ProjectionRunner:
                 await self._run_once(stop)
             except (OSError, asyncpg.PostgresError, nats.errors.Error) as exc:
                 log.warning(
-                    "projection_restarting", projection=self.projection.name, error=str(exc)
+                    "projection_restarting", projection=self.projection.name, error=repr(exc)
                 )
-                self.leading.clear()
-                await _sleep_or_stop(stop, self.standby_interval)
+            except Exception:
+                # A read model that silently stops is worse than one that retries: log
+                # it loudly and start again from the checkpoint.
+                log.exception("projection_failed", projection=self.projection.name)
+            else:
+                continue
+            self.leading.clear()
+            await _sleep_or_stop(stop, self.standby_interval)
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         conn = await connect(self.dsn)
@@ -249,6 +255,8 @@ class ProjectionRunner:
                 try:
                     msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
                 except nats.errors.TimeoutError:
+                    continue
+                if not msgs:  # an expired pull request after idle time: no error, no messages
                     continue
                 async with conn.transaction():
                     position = await _lock_checkpoint(
@@ -337,6 +345,8 @@ async def replay(
                     if await store.last_sequence(projection.spec.context) <= position:
                         return
                     continue
+                if not msgs:
+                    continue
                 async with conn.transaction():
                     await conn.execute(f"SET LOCAL search_path TO {_quote(building)}")
                     new = await apply_batch(
@@ -351,6 +361,8 @@ async def replay(
             live = await _lock_checkpoint(conn, projection.name, building)
             while position < live:
                 msgs = await sub.fetch(batch, timeout=5.0)
+                if not msgs:
+                    continue
                 new = await apply_batch(
                     conn, projection, building, msgs, store.namespace, position=position
                 )

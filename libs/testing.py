@@ -135,6 +135,12 @@ async def isolated_suite(servers: Servers, streams: Sequence[StreamSpec]) -> Asy
         try:
             store = EventStore(nc.jetstream(), namespace=namespace)
             await store.delete_streams(streams)
+            # Everything else the namespace grew: jobs, logs, KV buckets.
+            js = nc.jetstream()
+            for info in await js.streams_info():
+                name = info.config.name or ""
+                if name.startswith(f"{namespace.upper()}_") or name.startswith(f"KV_{namespace}_"):
+                    await js.delete_stream(name)
         finally:
             await nc.close()
         await drop_database(database_url)

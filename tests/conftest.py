@@ -91,7 +91,28 @@ class Stack:
         self._stops.append(stop)
         self._tasks.append(task)
 
+    async def start_agent(self, work_dir: Path, **overrides: Any) -> asyncio.Event:
+        """An agent in this process; returns the event that stops it."""
+        from services.deploy.agent import AgentSettings
+        from services.deploy.agent import run as run_agent
+
+        settings = load_settings(
+            AgentSettings, self.suite.environ(), work_dir=str(work_dir), **overrides
+        )
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(run_agent(settings, stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiter.cancel()
+            task.result()
+        self._stops.append(stop)
+        self._tasks.append(task)
+        return stop
+
     async def add_gateway(self, **overrides: Any) -> TestClient[Any, Any]:
+        # Tests poll; only the rate-limit tests ask for a real limit.
+        overrides.setdefault("rate_limit_per_minute", 100_000)
         client: TestClient[Any, Any] = TestClient(
             TestServer(create_app(self.gateway_settings(**overrides)))
         )

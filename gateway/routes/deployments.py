@@ -44,6 +44,8 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     config: dict[str, Any]
     commit_hash: str | None
     release_id: str | None
+    # The stable address serving the service in its environment.
+    address: str | None
     failure_reason: str | None
     rollback_of: str | None
     rolled_back_by: str | None
@@ -106,7 +108,7 @@ _SELECT = (
     "  secs => (SELECT avg(p.duration_seconds) FROM (SELECT duration_seconds FROM"
     "   deploy.deployments h WHERE h.service_id = d.service_id AND h.status = 'succeeded'"
     "   ORDER BY h.finished_at DESC LIMIT 10) p)) END AS estimated_completion,"
-    " d.notify_channels, d.config, d.commit_hash, d.release_id, d.failure_reason,"
+    " d.notify_channels, d.config, d.commit_hash, d.release_id, d.address, d.failure_reason,"
     " d.rollback_of, d.rolled_back_by, d.created_at, d.started_at, d.finished_at,"
     " d.duration_seconds, '/v1/deployments/' || d.id || '/logs' AS logs_url"
     " FROM deploy.deployments d"

@@ -46,4 +46,6 @@ def endpoints(deps: DeployDeps) -> dict[str, Endpoint[Any]]:
         "cancel_deployment": _bind(deps, c.CancelDeployment, h.cancel_deployment),
         "report_step": _bind(deps, c.ReportStep, h.report_step),
         "finish_deployment": _bind(deps, c.FinishDeployment, h.finish_deployment),
+        "agent_start": _bind(deps, c.AgentStart, h.agent_start),
+        "agent_finish": _bind(deps, c.AgentFinish, h.agent_finish),
     }

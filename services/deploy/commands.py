@@ -161,3 +161,42 @@ class FinishDeployment(Command, frozen=True, kw_only=True, forbid_unknown_fields
 
 class Created(msgspec.Struct, frozen=True, kw_only=True):
     id: str
+
+
+# The agent's side: it holds NATS access, not a user's credential.
+
+
+class AgentStart(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    deployment_id: Id
+    agent_id: Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class AgentFinish(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    deployment_id: Id
+    succeeded: bool
+    reason: Annotated[str, Meta(max_length=4000)] = ""
+    step: str | None = None
+    commit_hash: str | None = None
+    release_id: str | None = None
+    address: str | None = None
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything an agent needs to run a deployment; sent in a reply, never stored
+    (it carries secret env var values in clear)."""
+
+    deployment_id: str
+    organization_id: str
+    service_id: str
+    environment_id: str
+    repository_url: str
+    ref: str
+    strategy: str
+    build_command: list[str]
+    run_command: list[str]
+    port: int | None
+    health_check_path: str
+    replicas: int
+    env: dict[str, str]
+    # Set on a rollback: the release to start again instead of building one.
+    reuse_release_id: str | None = None

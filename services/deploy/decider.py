@@ -310,6 +310,7 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
     current_step: str | None = None
     release_id: str | None = None
     rollback_of: str | None = None
+    replaces: str | None = None
 
     @property
     def key(self) -> str:
@@ -326,6 +327,7 @@ def evolve_deployment(state: DeploymentState, event: Event) -> DeploymentState:
                 service_id=event.service_id,
                 environment_id=event.environment_id,
                 rollback_of=event.rollback_of,
+                replaces=event.replaces,
             )
         case DeploymentQueued():
             return replace(state, status="queued")
@@ -454,13 +456,17 @@ def decide_finish(
     release_id: str | None = None,
     duration_seconds: float | None = None,
     step: str | None = None,
+    address: str | None = None,
 ) -> list[Event]:
     _require_reporter(state, actor)
     _require_active(state)
     if succeeded:
         return [
             DeploymentSucceeded(
-                commit_hash=commit_hash, release_id=release_id, duration_seconds=duration_seconds
+                commit_hash=commit_hash,
+                release_id=release_id,
+                duration_seconds=duration_seconds,
+                address=address,
             )
         ]
     return [DeploymentFailed(reason=reason or "failed", step=step)]

@@ -131,8 +131,10 @@ class DeploymentCreated(Event, frozen=True, kw_only=True, tag="deployment.create
     strategy: str
     notify_channels: list[str] = []
     config: dict[str, Any] = {}
-    # Set on a rollback: the deployment whose release is deployed again.
+    # Set on a rollback: the deployment whose release is deployed again, and the
+    # deployment being rolled back (marked rolled_back once this one succeeds).
     rollback_of: str | None = None
+    replaces: str | None = None
     pipeline_id: str | None = None
 
 
@@ -164,6 +166,8 @@ class DeploymentSucceeded(Event, frozen=True, kw_only=True, tag="deployment.succ
     commit_hash: str | None = None
     release_id: str | None = None
     duration_seconds: float | None = None
+    # The stable address now serving this release (agent deployments).
+    address: str | None = None
 
 
 class DeploymentFailed(Event, frozen=True, kw_only=True, tag="deployment.failed"):

@@ -26,6 +26,7 @@ from libs.messaging import CommandContext, Reply
 from libs.principal import Principal
 from services.deploy import commands as c
 from services.deploy import decider as d
+from services.deploy import jobs
 from services.deploy.events import (
     CODECS,
     STREAM,
@@ -411,6 +412,7 @@ async def _announce(
     positions = d.queue_positions(after)
     for deployment_id in taken:
         seq = await _mark(deps, ctx, org, deployment_id, DeploymentDispatched())
+        await jobs.publish(deps.store.js, deps.store.namespace, deployment_id)
     for event in events:
         if isinstance(event, SlotQueued) and event.deployment_id in positions:
             seq = await _mark(
@@ -446,6 +448,7 @@ async def _create(
     notify_channels: list[str],
     config: dict[str, Any],
     rollback_of: str | None = None,
+    replaces: str | None = None,
 ) -> Reply:
     actor = _actor(ctx)
     service, _ = await load_state(deps.store, SERVICES, service_id)
@@ -466,6 +469,7 @@ async def _create(
         notify_channels=notify_channels,
         config=config,
         rollback_of=rollback_of,
+        replaces=replaces,
     )
     events = d.decide_create_deployment(
         d.DeploymentState(),
@@ -527,6 +531,7 @@ async def rollback(deps: DeployDeps, cmd: c.Rollback, ctx: CommandContext) -> Re
         notify_channels=[],
         config={},
         rollback_of=target_id,
+        replaces=current.deployment_id,
     )
 
 
@@ -576,3 +581,98 @@ async def finish_deployment(
     state, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
     seq = await _release(deps, ctx, state.organization_id or "", cmd.deployment_id)
     return Reply(result=None, position=_position(seq))
+
+
+# --- the agent ----------------------------------------------------------------------------
+
+
+async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) -> Reply:
+    """An agent took the job: record it, and tell the agent what to run."""
+    reply = await _update(
+        deps, ctx, DEPLOYMENTS, cmd.deployment_id, lambda s: d.decide_start(s, cmd.agent_id)
+    )
+    deployment, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
+    service, _ = await load_state(deps.store, SERVICES, deployment.service_id or "")
+    row = await deps.pool.fetchrow(
+        "SELECT s.repository_url, s.build_command, s.run_command, s.port, s.health_check_path,"
+        " s.replicas, d.ref, d.strategy FROM deploy.services s"
+        " JOIN deploy.deployments d ON d.service_id = s.id WHERE d.id = $1",
+        cmd.deployment_id,
+    )
+    if row is None:
+        raise NotFound("deployment not found in the read model yet")
+    reuse = None
+    if deployment.rollback_of is not None:
+        target, _ = await load_state(deps.store, DEPLOYMENTS, deployment.rollback_of)
+        reuse = target.release_id
+    spec = c.JobSpec(
+        deployment_id=cmd.deployment_id,
+        organization_id=deployment.organization_id or "",
+        service_id=deployment.service_id or "",
+        environment_id=deployment.environment_id or "",
+        repository_url=row["repository_url"],
+        ref=row["ref"],
+        strategy=row["strategy"],
+        build_command=list(row["build_command"]),
+        run_command=list(row["run_command"]),
+        port=row["port"],
+        health_check_path=row["health_check_path"],
+        replicas=row["replicas"],
+        env={key: _reveal(deps, var) for key, var in service.env.items()},
+        reuse_release_id=reuse,
+    )
+    return Reply(result=spec, position=reply.position)
+
+
+def _reveal(deps: DeployDeps, var: d.EnvVar) -> str:
+    if var.value_sealed is not None:
+        return deps.box.open(var.value_sealed, purpose=SECRET_ENV).decode()
+    return var.value or ""
+
+
+async def agent_finish(deps: DeployDeps, cmd: c.AgentFinish, ctx: CommandContext) -> Reply:
+    await _update(
+        deps,
+        ctx,
+        DEPLOYMENTS,
+        cmd.deployment_id,
+        lambda s: d.decide_finish(
+            s,
+            None,
+            succeeded=cmd.succeeded,
+            reason=cmd.reason,
+            step=cmd.step,
+            commit_hash=cmd.commit_hash,
+            release_id=cmd.release_id,
+            address=cmd.address,
+        ),
+    )
+    state, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
+    if cmd.succeeded and state.replaces is not None:
+        await _update(
+            deps,
+            ctx,
+            DEPLOYMENTS,
+            state.replaces,
+            lambda s: d.decide_rolled_back(s, cmd.deployment_id),
+        )
+    seq = await _release(deps, ctx, state.organization_id or "", cmd.deployment_id)
+    return Reply(result=None, position=_position(seq))
+
+
+async def fail_lost(deps: DeployDeps, deployment_id: str, reason: str) -> None:
+    """Fail a deployment whose agent stopped renewing its lease (the watchdog)."""
+    ctx = CommandContext()
+    await _update(
+        deps,
+        ctx,
+        DEPLOYMENTS,
+        deployment_id,
+        lambda s: (
+            d.decide_finish(s, None, succeeded=False, reason=reason)
+            if s.status in ("initializing", "running")
+            else []
+        ),
+    )
+    state, _ = await load_state(deps.store, DEPLOYMENTS, deployment_id)
+    await _release(deps, ctx, state.organization_id or "", deployment_id)

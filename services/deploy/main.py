@@ -20,10 +20,12 @@ from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
 from libs.tracing import configure_tracing
+from services.deploy import jobs, logs
 from services.deploy.api import SERVICE, endpoints
 from services.deploy.events import STREAM
 from services.deploy.handlers import DeployDeps
 from services.deploy.projection import DeployProjection
+from services.deploy.watchdog import watch_leases
 
 log = structlog.get_logger("deploy")
 
@@ -31,6 +33,7 @@ log = structlog.get_logger("deploy")
 class DeploySettings(CoreSettings, frozen=True, kw_only=True):
     # At most this many deployments run at once per organization; the rest queue.
     max_running_deployments: int = 5
+    lease_check_seconds: float = 5.0
     run_projection: bool = True
 
 
@@ -47,6 +50,8 @@ async def run(
             nc.jetstream(), namespace=settings.namespace, replicas=settings.stream_replicas
         )
         await store.ensure_stream(STREAM)
+        leases = await jobs.ensure(store.js, settings.namespace, settings.stream_replicas)
+        await logs.ensure_stream(store.js, settings.namespace, settings.stream_replicas)
         pool = await create_pool(settings.database_url, min_size=1, max_size=10)
         stack.push_async_callback(pool.close)
         deps = DeployDeps(
@@ -64,7 +69,11 @@ async def run(
             endpoints=endpoints(deps),
         )
         stack.push_async_callback(server.stop)
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(
+                watch_leases(deps, leases, stop, interval=settings.lease_check_seconds)
+            )
+        ]
         if settings.run_projection:
             runner = ProjectionRunner(DeployProjection(), settings.database_url, store)
             tasks.append(asyncio.create_task(runner.run(stop)))

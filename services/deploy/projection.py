@@ -298,10 +298,12 @@ class DeployProjection(Projection):
             case DeploymentSucceeded():
                 await self._finish(conn, agg_id, "succeeded", at)
                 await conn.execute(
-                    "UPDATE deployments SET commit_hash = $2, release_id = $3 WHERE id = $1",
+                    "UPDATE deployments SET commit_hash = $2, release_id = $3, address = $4"
+                    " WHERE id = $1",
                     agg_id,
                     event.commit_hash,
                     event.release_id,
+                    event.address,
                 )
             case DeploymentFailed():
                 await self._finish(conn, agg_id, "failed", at)

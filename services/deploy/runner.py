@@ -16,6 +16,9 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
 
 from libs.errors import ValidationFailed
 
@@ -26,6 +29,8 @@ TERM_GRACE = 3.0
 _LINE_LIMIT = 1 << 20
 # How long output still buffered in the pipe may take to arrive once the group is dead.
 _DRAIN_TIMEOUT = 1.0
+# How often a killed group is looked at until its last member is gone.
+_GROUP_POLL = 0.02
 # Exit codes a shell would give, so that a typo in a command reads like one.
 _NOT_FOUND = 127
 _NOT_EXECUTABLE = 126
@@ -102,7 +107,9 @@ async def run_step(
     except OSError as exc:
         os.close(read_fd)
         code = _NOT_FOUND if isinstance(exc, FileNotFoundError) else _NOT_EXECUTABLE
-        await on_line(f"cannot run {argv[0]!r}: {exc.strerror or exc}")
+        # The same error comes for a missing program and a missing cwd: name the culprit.
+        culprit = exc.filename if exc.filename is not None else argv[0]
+        await on_line(f"cannot run {argv[0]!r}: {exc.strerror or exc}: {culprit}")
         return code
     finally:
         os.close(write_fd)
@@ -115,27 +122,28 @@ async def run_step(
     exited = asyncio.create_task(process.wait())
     cancelled = asyncio.create_task(cancel.wait()) if cancel is not None else None
     try:
-        waiting = {exited} if cancelled is None else {exited, cancelled}
-        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if exited not in done:
+        outcome = await _first_of(exited, pump, cancelled, timeout)
+        if outcome is not exited:
             await _terminate(process)
         # The leader is gone; kill what it left in its group so no stray
         # process keeps running (or keeps the pipe open) after the step.
-        _kill_group(process.pid, signal.SIGKILL)
+        kill_group(process.pid, signal.SIGKILL)
+        await wait_group_gone(process.pid, _DRAIN_TIMEOUT)
         await asyncio.wait({pump}, timeout=_DRAIN_TIMEOUT)
-        if exited not in done:
-            if cancelled is not None and cancelled in done:
-                raise StepCancelled("step cancelled")
-            raise StepTimedOut(timeout or 0.0)
         if pump.done():
             pump.result()  # a failing on_line is the caller's error to see
+        if outcome is None:
+            raise StepTimedOut(timeout or 0.0)
+        if outcome is cancelled:
+            raise StepCancelled("step cancelled")
         return exited.result()
     finally:
         if process.returncode is None:
             # We were cancelled ourselves (task cancellation): leave nothing running.
-            _kill_group(process.pid, signal.SIGKILL)
+            kill_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(exited)
+                await wait_group_gone(process.pid, _DRAIN_TIMEOUT)
         for task in (pump, exited, cancelled):
             if task is not None:
                 task.cancel()
@@ -145,12 +153,39 @@ async def run_step(
         transport.close()
 
 
+async def _first_of(
+    exited: asyncio.Task[int],
+    pump: asyncio.Task[None],
+    cancelled: asyncio.Task[bool] | None,
+    timeout: float | None,
+) -> asyncio.Task[Any] | None:
+    """Which ends the step: its exit, a failing output sink, a cancel, or (None) the timeout."""
+    waiting: set[asyncio.Task[Any]] = {exited, pump}
+    if cancelled is not None:
+        waiting.add(cancelled)
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        done, _ = await asyncio.wait(
+            waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            return None
+        for task in (exited, cancelled):
+            if task is not None and task in done:
+                return task
+        if pump.exception() is not None:
+            return pump
+        # The output ended before the process did (it closed stdout): keep waiting.
+        waiting.discard(pump)
+
+
 async def _terminate(process: asyncio.subprocess.Process) -> None:
-    _kill_group(process.pid, signal.SIGTERM)
+    kill_group(process.pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(asyncio.shield(process.wait()), TERM_GRACE)
     except TimeoutError:
-        _kill_group(process.pid, signal.SIGKILL)
+        kill_group(process.pid, signal.SIGKILL)
         await process.wait()
 
 
@@ -167,9 +202,40 @@ async def _pump(reader: asyncio.StreamReader, on_line: LineSink) -> None:
         await on_line(line.decode(errors="replace").rstrip("\r\n"))
 
 
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    """Send `sig` to every process of group `pgid`; a group that is gone is no error."""
     # The group outlives its leader while any member lives, and its id cannot be
     # handed to another process meanwhile; once it is empty this is a harmless miss
     # (the kernel does not recycle a pid within the milliseconds that takes).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+async def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until group `pgid` has no live process left (signals take a moment); False on timeout.
+
+    Zombies count as gone: they hold no port or file any more, and reaping them
+    is up to their new parent (init), which may take its time.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while _has_live_member(pgid):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(_GROUP_POLL)
+    return True
+
+
+def _has_live_member(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # someone else's group by now: ours is gone
+    for process in psutil.process_iter(["status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(process.pid) == pgid:
+                return True
+    return False

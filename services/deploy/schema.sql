@@ -106,3 +106,6 @@ CREATE TABLE IF NOT EXISTS deployment_steps (
     duration_seconds double precision,
     PRIMARY KEY (deployment_id, name)
 );
+
+-- Added after the first release: existing read models gain the columns in place.
+ALTER TABLE deployments ADD COLUMN IF NOT EXISTS address text;

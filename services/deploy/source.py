@@ -143,7 +143,7 @@ async def checkout(
             # A commit the server will not hand out shallowly (protocol v0 without
             # allowAnySHA1InWant), or an abbreviated one: fetch everything, resolve it here.
             if not _ABBREVIATED_SHA.match(ref):
-                raise CheckoutFailed(f"cannot fetch {ref!r} from the repository")
+                raise CheckoutFailed(f"git fetch failed: {git.last_line}")
             await git.say(f"fetching the whole repository to find commit {ref}")
             await git.run(
                 [
@@ -190,22 +190,22 @@ class _Git:
         self.deadline = None if timeout is None else loop.time() + timeout
         self.timeout = timeout
         self.env = _git_env()
+        self.last_line = ""  # git's last word, usually the reason it failed
 
     async def say(self, line: str) -> None:
         if self.on_line is not None:
             await self.on_line(line)
 
     async def run(self, args: list[str], *, check: bool = True) -> bool:
-        lines: list[str] = []
+        self.last_line = ""
 
         async def collect(line: str) -> None:
-            lines.append(line)
+            self.last_line = line
             await self.say(line)
 
         code = await self._run(args, collect)
         if code != 0 and check:
-            last = lines[-1] if lines else f"exit code {code}"
-            raise CheckoutFailed(f"git {args[0]} failed: {last}")
+            raise CheckoutFailed(f"git {args[0]} failed: {self.last_line or f'exit code {code}'}")
         return code == 0
 
     async def output(self, args: list[str]) -> str:

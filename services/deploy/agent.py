@@ -1,0 +1,539 @@
+"""`deployforge agent`: runs deployments for real, on the machine it runs on.
+
+Agents share the jobs work queue (services/deploy/jobs.py). For each job an
+agent takes a lease, asks the deploy service for the job's details, and runs
+the steps: fetch the source with git at the ref, build, start the release's
+instances with PORT and the service's env vars, wait for the health check,
+move the stable address to the new release, stop the old one. Every line a
+step prints goes to the deployment's log stream; each step is reported to the
+deploy service, which records it as events. A rollback starts a release kept
+from an earlier deployment instead of building one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.kv import KeyValue
+
+from libs.errors import DomainError
+from libs.events import H_EVENT_TYPE
+from libs.ids import new_id
+from libs.logging import configure_logging
+from libs.messaging import CommandBus
+from libs.settings import CoreSettings, load_settings
+from libs.tracing import configure_tracing
+from services.deploy import jobs, logs
+from services.deploy.commands import JobSpec
+from services.deploy.health import free_port, health_url, wait_healthy
+from services.deploy.instances import InstanceSpec, InstanceSupervisor
+from services.deploy.proxy import ProxyTable
+from services.deploy.runner import StepCancelled, StepTimedOut, run_step
+from services.deploy.source import CheckoutFailed, checkout
+
+log = structlog.get_logger("agent")
+
+
+class AgentSettings(CoreSettings, frozen=True, kw_only=True):
+    agent_id: str = ""
+    work_dir: str = ".deployforge/agent"
+    # Where the stable addresses listen.
+    proxy_host: str = "127.0.0.1"
+    keep_releases: int = 3
+    build_timeout_seconds: float = 900.0
+    health_timeout_seconds: float = 60.0
+    # How long the old release keeps answering requests already sent to it.
+    drain_seconds: float = 5.0
+    concurrency: int = 4
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
+class Route(msgspec.Struct, kw_only=True):
+    """A service in an environment on this agent: its stable port and live release."""
+
+    listen_port: int
+    release_id: str | None = None
+    instances: list[str] = []
+    ports: list[int] = []
+
+
+_spec_decoder = msgspec.json.Decoder(JobSpec)
+
+
+def _base_env(release: Path) -> dict[str, str]:
+    # A build or an instance gets nothing of the agent's own environment but these.
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(release),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+    }
+    return env
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, nc: NATS) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.namespace = settings.namespace
+        self.agent_id = settings.agent_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.bus = CommandBus(nc, namespace=settings.namespace, timeout=30)
+        self.work = Path(settings.work_dir).absolute()
+        self.proxies = ProxyTable(settings.proxy_host)
+        self.supervisor = InstanceSupervisor(self.work / "instances")
+        self._routes_path = self.work / "routes.json"
+        self.routes: dict[str, Route] = {}
+        self._route_locks: dict[str, asyncio.Lock] = {}
+        self._leases: KeyValue | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        self.work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._leases = await jobs.ensure(self.js, self.namespace, self.settings.stream_replicas)
+        await logs.ensure_stream(self.js, self.namespace, self.settings.stream_replicas)
+        await self._restore_routes()
+        stream = jobs.stream_name(self.namespace)
+        with contextlib.suppress(Exception):  # already there, made by another agent
+            await self.js.add_consumer(
+                stream,
+                ConsumerConfig(
+                    durable_name=jobs.AGENTS_CONSUMER,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=30,
+                    deliver_policy=DeliverPolicy.ALL,
+                ),
+            )
+        sub = await self.js.pull_subscribe_bind(durable=jobs.AGENTS_CONSUMER, stream=stream)
+        slots = asyncio.Semaphore(self.settings.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        log.info("agent_ready", agent_id=self.agent_id, work_dir=str(self.work))
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                try:
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except nats.errors.TimeoutError:
+                    msgs = []
+                if not msgs:  # also an expired pull request: no error, no messages
+                    slots.release()
+                    continue
+                task = asyncio.create_task(self._job(msgs[0]))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _: slots.release())
+        finally:
+            await sub.unsubscribe()
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            # Releases keep serving when the agent stops; the next agent adopts them.
+            await self.supervisor.detach()
+            await self.proxies.close()
+
+    # --- one job -----------------------------------------------------------------------
+
+    async def _job(self, msg: Msg) -> None:
+        deployment_id = msg.data.decode()
+        assert self._leases is not None
+        await self._leases.put(deployment_id, self.agent_id.encode())
+        renewing = asyncio.create_task(self._renew(deployment_id))
+        try:
+            try:
+                result = await self.bus.request(
+                    "deploy",
+                    "agent_start",
+                    {"deployment_id": deployment_id, "agent_id": self.agent_id},
+                )
+            except DomainError as exc:
+                # Cancelled while queued, or another agent has it: nothing to run.
+                log.info("job_skipped", deployment_id=deployment_id, reason=exc.message)
+                await msg.ack()
+                return
+            await msg.ack()
+            spec = _spec_decoder.decode(result.data)
+            try:
+                await self._deploy(spec)
+            except Exception as exc:
+                # A bug of ours must not leave the deployment "running" until the
+                # watchdog notices: fail it now, with the reason.
+                log.exception("deployment_crashed", deployment_id=deployment_id)
+                await self._finish(
+                    deployment_id,
+                    succeeded=False,
+                    reason=f"the agent failed: {type(exc).__name__}: {exc}",
+                )
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            with contextlib.suppress(Exception):
+                await self._leases.delete(deployment_id)
+
+    async def _renew(self, deployment_id: str) -> None:
+        assert self._leases is not None
+        while True:
+            await asyncio.sleep(jobs.RENEW_SECONDS)
+            with contextlib.suppress(nats.errors.Error):
+                await self._leases.put(deployment_id, self.agent_id.encode())
+
+    async def _deploy(self, spec: JobSpec) -> None:
+        writer = logs.LogWriter(self.js, self.namespace, spec.deployment_id)
+        cancel = asyncio.Event()
+        watcher = await self._watch_cancel(spec.deployment_id, cancel)
+        started = time.monotonic()
+        try:
+            outcome = await self._steps(spec, writer, cancel)
+        except StepCancelled:
+            await writer.write("deployment cancelled: stopped the running step", _now())
+            return
+        except StepFailed as failure:
+            await writer.write(f"{failure.step} failed: {failure.reason}", _now())
+            await self._report(
+                spec.deployment_id, failure.step, "failure", error_message=failure.reason
+            )
+            await self._finish(
+                spec.deployment_id, succeeded=False, reason=failure.reason, step=failure.step
+            )
+            return
+        finally:
+            await watcher.unsubscribe()
+        commit, release_id, address = outcome
+        await self._finish(
+            spec.deployment_id,
+            succeeded=True,
+            commit_hash=commit,
+            release_id=release_id,
+            address=address,
+            reason=f"deployed in {time.monotonic() - started:.1f}s",
+        )
+
+    async def _watch_cancel(
+        self, deployment_id: str, cancel: asyncio.Event
+    ) -> JetStreamContext.PushSubscription:
+        prefix = f"{self.namespace}." if self.namespace else ""
+
+        async def on_event(msg: Msg) -> None:
+            if (msg.headers or {}).get(H_EVENT_TYPE) == "deployment.cancelled":
+                cancel.set()
+
+        return await self.js.subscribe(
+            f"{prefix}deployment.{deployment_id}",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            cb=on_event,
+        )
+
+    async def _steps(
+        self, spec: JobSpec, writer: logs.LogWriter, cancel: asyncio.Event
+    ) -> tuple[str | None, str, str]:
+        route_key = f"{spec.service_id}:{spec.environment_id}"
+        releases = self.work / "releases" / spec.service_id
+        releases.mkdir(parents=True, exist_ok=True)
+
+        async def step(name: str, work: Callable[[], Awaitable[None]]) -> None:
+            if cancel.is_set():
+                raise StepCancelled(name)
+            writer.step = name
+            await self._report(spec.deployment_id, name, "running")
+            begun = time.monotonic()
+            await work()
+            await self._report(
+                spec.deployment_id, name, "success", message=f"{time.monotonic() - begun:.2f}s"
+            )
+
+        async def line(text: str) -> None:
+            await writer.write(text, _now())
+
+        commit: str | None = None
+        if spec.reuse_release_id is not None:
+            release_id = spec.reuse_release_id
+            source = releases / release_id
+
+            async def reuse() -> None:
+                if not source.is_dir():
+                    raise StepFailed("fetch", f"release {release_id} is no longer kept")
+                await line(f"reusing release {release_id}: no fetch, no build")
+
+            await step("fetch", reuse)
+        else:
+            release_id = new_id("rel")
+            source = releases / release_id
+
+            async def fetch() -> None:
+                nonlocal commit
+                try:
+                    commit = await checkout(
+                        spec.repository_url,
+                        spec.ref,
+                        source,
+                        on_line=line,
+                        cancel=cancel,
+                        timeout=300,
+                    )
+                except CheckoutFailed as exc:
+                    raise StepFailed("fetch", str(exc)) from None
+                await line(f"checked out {spec.ref} at {commit}")
+                (source / ".deployforge-commit").write_text(commit)
+
+            await step("fetch", fetch)
+
+            async def build() -> None:
+                if not spec.build_command:
+                    await line("no build command")
+                    return
+                env = {**_base_env(source), **spec.env}
+                try:
+                    code = await run_step(
+                        spec.build_command,
+                        cwd=source,
+                        env=env,
+                        on_line=line,
+                        cancel=cancel,
+                        timeout=self.settings.build_timeout_seconds,
+                    )
+                except StepTimedOut:
+                    raise StepFailed("build", "the build timed out") from None
+                if code != 0:
+                    raise StepFailed("build", f"the build command exited with {code}")
+
+            await step("build", build)
+        if commit is None and (source / ".deployforge-commit").exists():
+            commit = (source / ".deployforge-commit").read_text().strip()
+
+        async with self._lock(route_key):
+            return await self._release(spec, route_key, release_id, source, step, line, commit)
+
+    async def _release(
+        self,
+        spec: JobSpec,
+        route_key: str,
+        release_id: str,
+        source: Path,
+        step: Callable[[str, Callable[[], Awaitable[None]]], Awaitable[None]],
+        line: Callable[[str], Awaitable[None]],
+        commit: str | None,
+    ) -> tuple[str | None, str, str]:
+        route = self.routes.get(route_key) or Route(listen_port=free_port())
+        old_ids, old_ports = list(route.instances), list(route.ports)
+        new_ids: list[str] = []
+        new_ports: list[int] = []
+        if spec.strategy == "recreate" and old_ids:
+            for instance_id in old_ids:
+                await self.supervisor.stop(instance_id)
+            old_ids, old_ports = [], []
+
+        async def start() -> None:
+            for n in range(spec.replicas):
+                port = (
+                    spec.port
+                    if spec.port and spec.replicas == 1 and not old_ports
+                    else (free_port())
+                )
+                instance_id = f"{spec.deployment_id}-{n}"
+                env = {
+                    **_base_env(source),
+                    **spec.env,
+                    "PORT": str(port),
+                    "DEPLOYFORGE_DEPLOYMENT_ID": spec.deployment_id,
+                }
+                await self.supervisor.start(
+                    InstanceSpec(
+                        instance_id=instance_id,
+                        release_id=release_id,
+                        argv=tuple(spec.run_command),
+                        cwd=source,
+                        port=port,
+                        env=env,
+                    )
+                )
+                new_ids.append(instance_id)
+                new_ports.append(port)
+                await line(f"started {instance_id} on port {port}")
+
+        async def health() -> None:
+            for port in new_ports:
+                url = health_url(port, spec.health_check_path)
+                if not await wait_healthy(
+                    url, timeout=self.settings.health_timeout_seconds, on_line=line
+                ):
+                    raise StepFailed("health_check", f"{url} did not answer in time")
+            await line("healthy")
+
+        async def switch() -> None:
+            proxy = await self.proxies.ensure(route_key, route.listen_port)
+            proxy.set_upstream(new_ports[0])
+            await line(
+                f"http://{self.settings.proxy_host}:{route.listen_port} now serves {release_id}"
+            )
+
+        async def cleanup() -> None:
+            proxy = self.proxies.get(route_key)
+            for port in old_ports:
+                if proxy is not None:
+                    await proxy.drain(port, timeout=self.settings.drain_seconds)
+            for instance_id in old_ids:
+                await self.supervisor.stop(instance_id)
+            if old_ids:
+                await line(f"stopped {', '.join(old_ids)}")
+            self._prune(source.parent, keep={release_id})
+
+        try:
+            await step("start", start)
+            await step("health_check", health)
+            await step("switch", switch)
+        except BaseException:
+            # The new release never took traffic: stop it, the old one keeps serving.
+            for instance_id in new_ids:
+                await self.supervisor.stop(instance_id)
+            raise
+        self.routes[route_key] = Route(
+            listen_port=route.listen_port, release_id=release_id, instances=new_ids, ports=new_ports
+        )
+        self._save_routes()
+        await step("cleanup", cleanup)
+        return commit, release_id, f"http://{self.settings.proxy_host}:{route.listen_port}"
+
+    def _prune(self, releases: Path, keep: set[str]) -> None:
+        """Keep the newest `keep_releases` releases of a service, for instant rollbacks."""
+        live = {r.release_id for r in self.routes.values() if r.release_id}
+        dirs = sorted(
+            (p for p in releases.iterdir() if p.is_dir()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in dirs[self.settings.keep_releases :]:
+            if old.name not in keep | live:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _lock(self, route_key: str) -> asyncio.Lock:
+        return self._route_locks.setdefault(route_key, asyncio.Lock())
+
+    # --- the stable addresses survive an agent restart -----------------------------------
+
+    def _save_routes(self) -> None:
+        tmp = self._routes_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(msgspec.to_builtins(self.routes)))
+        tmp.replace(self._routes_path)
+
+    async def _restore_routes(self) -> None:
+        if not self._routes_path.exists():
+            return
+        raw = json.loads(self._routes_path.read_text())
+        self.routes = msgspec.convert(raw, dict[str, Route])
+        for key, route in self.routes.items():
+            proxy = await self.proxies.ensure(key, route.listen_port)
+            if route.ports:
+                proxy.set_upstream(route.ports[0])
+
+    # --- talking to the deploy service ---------------------------------------------------
+
+    async def _report(
+        self,
+        deployment_id: str,
+        name: str,
+        state: str,
+        *,
+        message: str = "",
+        error_message: str = "",
+    ) -> None:
+        with contextlib.suppress(DomainError):
+            await self.bus.request(
+                "deploy",
+                "report_step",
+                {
+                    "deployment_id": deployment_id,
+                    "name": name,
+                    "state": state,
+                    "message": message[:4000],
+                    "error_message": error_message[:4000],
+                },
+            )
+
+    async def _finish(
+        self,
+        deployment_id: str,
+        *,
+        succeeded: bool,
+        reason: str = "",
+        step: str | None = None,
+        commit_hash: str | None = None,
+        release_id: str | None = None,
+        address: str | None = None,
+    ) -> None:
+        try:
+            await self.bus.request(
+                "deploy",
+                "agent_finish",
+                {
+                    "deployment_id": deployment_id,
+                    "succeeded": succeeded,
+                    "reason": reason[:4000],
+                    "step": step,
+                    "commit_hash": commit_hash,
+                    "release_id": release_id,
+                    "address": address,
+                },
+            )
+        except DomainError as exc:
+            # Cancelled meanwhile: the deployment already ended.
+            log.info("finish_refused", deployment_id=deployment_id, reason=exc.message)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run(
+    settings: AgentSettings, stop: asyncio.Event, ready: asyncio.Event | None = None
+) -> None:
+    nc = await nats.connect(settings.nats_url, name="deployforge-agent", max_reconnect_attempts=-1)
+    try:
+        await Agent(settings, nc).run(stop, ready)
+    finally:
+        await nc.drain()
+
+
+def main() -> None:
+    settings = load_settings(AgentSettings)
+    configure_logging("agent", level=settings.log_level, fmt=settings.log_format)
+    configure_tracing("agent", console=settings.otel_console)
+
+    async def amain() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(amain())
+
+
+if __name__ == "__main__":
+    main()

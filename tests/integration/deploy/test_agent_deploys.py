@@ -1,0 +1,295 @@
+"""Deployments that really run: a git repository, a build, processes, a stable address."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Stack
+
+APP = """
+import http.server, os, pathlib
+VERSION = pathlib.Path("VERSION").read_text().strip()
+BUILT = pathlib.Path("BUILT").exists()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health" and os.environ.get("BREAK_HEALTH"):
+            self.send_response(500); self.end_headers(); return
+        body = f"{VERSION} built={BUILT} greeting={os.environ.get('GREETING', '')}".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    git = shutil.which("git") or "git"
+    return subprocess.run(
+        [git, "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+def commit_version(repo: Path, version: str, *, build_ok: bool = True) -> str:
+    (repo / "VERSION").write_text(version)
+    (repo / "app.py").write_text(APP)
+    (repo / "build.py").write_text(
+        "import pathlib, sys\nprint('building', pathlib.Path('VERSION').read_text())\n"
+        + (
+            "pathlib.Path('BUILT').write_text('yes')\n"
+            if build_ok
+            else "print('compiler error: missing semicolon'); sys.exit(3)\n"
+        )
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", version)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def workspace() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="deployforge-agent-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def repo(workspace: Path) -> Path:
+    path = workspace / "repo"
+    path.mkdir()
+    _git(path, "init", "-q", "-b", "main")
+    commit_version(path, "v1")
+    return path
+
+
+class Deployer:
+    def __init__(self, stack: Stack, service: str, env: str) -> None:
+        self.stack, self.service, self.env = stack, service, env
+
+    async def start(self, **body: Any) -> dict[str, Any]:
+        resp = await self.stack.client.post(
+            f"/v1/services/{self.service}/deployments",
+            json={"environment_id": self.env, **body},
+            headers=self.stack.auth(),
+        )
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    async def get(self, deployment_id: str) -> dict[str, Any]:
+        resp = await self.stack.client.get(
+            f"/v1/deployments/{deployment_id}", headers=self.stack.auth()
+        )
+        return await resp.json()
+
+    async def ended(self, deployment_id: str, timeout: float = 60) -> dict[str, Any]:
+        for _ in range(int(timeout * 10)):
+            deployment = await self.get(deployment_id)
+            if deployment["status"] in ("succeeded", "failed", "cancelled"):
+                return deployment
+            await asyncio.sleep(0.1)
+        steps = await self.steps(deployment_id)
+        raise AssertionError(f"{deployment_id} still {deployment['status']} after {steps}")
+
+    async def wait_status(self, deployment_id: str, status: str, timeout: float = 60) -> None:
+        for _ in range(int(timeout * 10)):
+            if (await self.get(deployment_id))["status"] == status:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{deployment_id} never {status}")
+
+    async def steps(self, deployment_id: str) -> list[tuple[str, str]]:
+        resp = await self.stack.client.get(
+            f"/v1/deployments/{deployment_id}/steps", headers=self.stack.auth()
+        )
+        return [(s["name"], s["state"]) for s in await resp.json()]
+
+
+@pytest.fixture
+async def deployer(stack: Stack, repo: Path, workspace: Path) -> AsyncIterator[Deployer]:
+    await stack.start_agent(workspace / "agent", drain_seconds=0.5, health_timeout_seconds=15)
+    client, auth = stack.client, stack.auth()
+    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
+    project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
+    service = await (
+        await client.post(
+            "/v1/services",
+            json={
+                "project_id": project["id"],
+                "name": "web",
+                "repository_url": f"file://{repo}",
+                "build_command": "python build.py",
+                "run_command": "python app.py",
+                "health_check_path": "/health",
+            },
+            headers=auth,
+        )
+    ).json()
+    await client.put(
+        f"/v1/services/{service['id']}/env/GREETING",
+        json={"value": "hello", "secret": True},
+        headers=auth,
+    )
+    yield Deployer(stack, service["id"], env["id"])
+
+
+async def _get_text(url: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def test_a_git_repository_is_deployed_and_served_at_its_stable_address(
+    deployer: Deployer, repo: Path
+) -> None:
+    commit = _git(repo, "rev-parse", "HEAD")
+    deployment = await deployer.ended((await deployer.start())["id"])
+    assert deployment["status"] == "succeeded", deployment
+    assert deployment["commit_hash"] == commit
+    assert deployment["progress"] == 100
+    assert await deployer.steps(deployment["id"]) == [
+        ("fetch", "success"),
+        ("build", "success"),
+        ("start", "success"),
+        ("health_check", "success"),
+        ("switch", "success"),
+        ("cleanup", "success"),
+    ]
+    address = await _address(deployer, deployment["id"])
+    assert await _get_text(address) == "v1 built=True greeting=hello"
+    logs = await deployer.stack.client.get(
+        f"/v1/deployments/{deployment['id']}/logs", headers=deployer.stack.auth()
+    )
+    if logs.status == 200:  # the logs route may not be registered in this build
+        assert "building v1" in await logs.text()
+
+
+async def _address(deployer: Deployer, deployment_id: str) -> str:
+    events = await deployer.stack.client.get(
+        f"/v1/deployments/{deployment_id}", headers=deployer.stack.auth()
+    )
+    body = await events.json()
+    address = body.get("address")
+    assert address, body
+    return str(address)
+
+
+async def test_blue_green_redeploy_under_steady_requests_fails_none(
+    deployer: Deployer, repo: Path
+) -> None:
+    first = await deployer.ended((await deployer.start())["id"])
+    address = await _address(deployer, first["id"])
+    commit_version(repo, "v2")
+    failures: list[str] = []
+    answers: list[str] = []
+    stop = asyncio.Event()
+
+    async def steady() -> None:
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                try:
+                    async with http.get(address) as resp:
+                        text = await resp.text()
+                        (answers if resp.status == 200 else failures).append(text)
+                except aiohttp.ClientError as exc:
+                    failures.append(repr(exc))
+
+    clients = [asyncio.create_task(steady()) for _ in range(8)]
+    second = await deployer.ended((await deployer.start())["id"])
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*clients)
+    assert second["status"] == "succeeded"
+    assert failures == []
+    assert answers[0].startswith("v1") and answers[-1].startswith("v2")
+
+
+async def test_rollback_serves_the_previous_release_without_building(
+    deployer: Deployer, repo: Path
+) -> None:
+    first = await deployer.ended((await deployer.start())["id"])
+    commit_version(repo, "v2")
+    second = await deployer.ended((await deployer.start())["id"])
+    address = await _address(deployer, second["id"])
+    assert (await _get_text(address)).startswith("v2")
+    resp = await deployer.stack.client.post(
+        f"/v1/deployments/{second['id']}/rollback", headers=deployer.stack.auth()
+    )
+    assert resp.status == 201, await resp.text()
+    rolled = await deployer.ended((await resp.json())["id"])
+    assert rolled["status"] == "succeeded"
+    assert rolled["release_id"] == first["release_id"]
+    assert "build" not in dict(await deployer.steps(rolled["id"]))
+    assert (await _get_text(address)).startswith("v1")
+    await deployer.wait_status(second["id"], "rolled_back", timeout=10)
+
+
+async def test_a_failing_build_ends_failed_and_the_old_release_keeps_serving(
+    deployer: Deployer, repo: Path
+) -> None:
+    good = await deployer.ended((await deployer.start())["id"])
+    address = await _address(deployer, good["id"])
+    commit_version(repo, "v2", build_ok=False)
+    bad = await deployer.ended((await deployer.start())["id"])
+    assert bad["status"] == "failed"
+    assert "exited with 3" in bad["failure_reason"]
+    assert ("build", "failure") in await deployer.steps(bad["id"])
+    assert (await _get_text(address)).startswith("v1")
+
+
+async def test_a_failing_health_check_keeps_the_old_release(deployer: Deployer, repo: Path) -> None:
+    good = await deployer.ended((await deployer.start())["id"])
+    address = await _address(deployer, good["id"])
+    await deployer.stack.client.put(
+        f"/v1/services/{deployer.service}/env/BREAK_HEALTH",
+        json={"value": "1"},
+        headers=deployer.stack.auth(),
+    )
+    commit_version(repo, "v2")
+    bad = await deployer.ended((await deployer.start())["id"], timeout=90)
+    assert bad["status"] == "failed"
+    assert ("health_check", "failure") in await deployer.steps(bad["id"])
+    assert (await _get_text(address)).startswith("v1")
+
+
+async def test_cancel_during_a_long_build_kills_it(
+    deployer: Deployer, repo: Path, workspace: Path
+) -> None:
+    marker = workspace / "build-still-running"
+    (repo / "build.py").write_text(
+        "import time, pathlib\nprint('long build', flush=True)\n"
+        f"for _ in range(600):\n    pathlib.Path({str(marker)!r}).touch(); time.sleep(0.1)\n"
+    )
+    _git(repo, "commit", "-qam", "slow build")
+    deployment = await deployer.start()
+    await deployer.wait_status(deployment["id"], "running")
+    for _ in range(100):
+        if marker.exists():
+            break
+        await asyncio.sleep(0.1)
+    resp = await deployer.stack.client.post(
+        f"/v1/deployments/{deployment['id']}/cancel", headers=deployer.stack.auth()
+    )
+    assert resp.status == 200
+    await asyncio.sleep(5)  # the promise: the build's process group is gone within 5 s
+    marker.unlink()
+    await asyncio.sleep(0.5)
+    assert not marker.exists(), "the build kept running after the cancel"
+    assert (await deployer.get(deployment["id"]))["status"] == "cancelled"
