@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("auth", help="run the identity service (one replica)")
     sub.add_parser("deploy", help="run the deploy service (one replica)")
+    sub.add_parser("agent", help="run a deploy agent on this machine")
     sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
     return parser
 
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         from services.deploy.main import main as deploy_main
 
         deploy_main()
+        return 0
+    if args.command == "agent":
+        from services.deploy.agent import main as agent_main
+
+        agent_main()
         return 0
     if args.command == "gateway":
         from gateway.main import main as gateway_main

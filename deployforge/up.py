@@ -161,12 +161,18 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
         )
         supervisor.add("deploy", [python, "-m", "services.deploy.main"], env=env)
         supervisor.add(
+            "agent",
+            [python, "-m", "services.deploy.agent"],
+            env={**env, "DEPLOYFORGE_WORK_DIR": str(data_dir / "agent")},
+        )
+        supervisor.add(
             "gateway",
             [python, "-m", "gateway.main"],
             env={**env, "DEPLOYFORGE_HOST": host, "DEPLOYFORGE_PORT": str(port)},
         )
         await supervisor.start("auth")
         await supervisor.start("deploy")
+        await supervisor.start("agent")
         await supervisor.start("gateway")
         base = f"http://{host}:{port}"
         ready = asyncio.create_task(_wait_http_ok(f"{base}/readyz", supervisor))

@@ -75,8 +75,11 @@ async def provision_servers(work_dir: Path) -> AsyncIterator[Servers]:
 
     nats_server = EmbeddedNats(work_dir / "nats")
     postgres = EmbeddedPostgres(work_dir / "postgres", fsync=False)
-    await asyncio.gather(nats_server.start(), postgres.start())
+    started = await asyncio.gather(nats_server.start(), postgres.start(), return_exceptions=True)
     try:
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome  # after the finally below stopped the one that did start
         yield Servers(nats_server.url, postgres.url(), "embedded")
     finally:
         await asyncio.gather(nats_server.stop(), postgres.stop())

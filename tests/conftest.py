@@ -96,6 +96,7 @@ class Stack:
         from services.deploy.agent import AgentSettings
         from services.deploy.agent import run as run_agent
 
+        overrides.setdefault("detach_on_stop", False)  # nothing outlives a test
         settings = load_settings(
             AgentSettings, self.suite.environ(), work_dir=str(work_dir), **overrides
         )

@@ -23,8 +23,8 @@ from services.deploy import commands as c
 
 api = Api("deployments")
 
-# Progress is how many of an agent's six steps (fetch, build, release, start,
-# health check, switch) are done; 100 only once the deployment succeeded.
+# Progress is how many of an agent's six steps (fetch, build, start, health_check,
+# switch, cleanup) are done; 100 only once the deployment succeeded.
 
 
 class Deployment(msgspec.Struct, frozen=True, kw_only=True):
@@ -206,6 +206,8 @@ class DeploymentFilters(msgspec.Struct, frozen=True, kw_only=True):
 async def _history(request: web.Request, org: str, service_id: str | None) -> web.Response:
     query = {k: v for k, v in request.query.items() if k in DeploymentFilters.__struct_fields__}
     filters = convert(query, DeploymentFilters)
+    # A service token sees its own service's deployments only.
+    service_id = principal_of(request).service_id or service_id
     page = await fetch_page(
         request,
         _LIST,

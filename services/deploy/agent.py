@@ -46,7 +46,7 @@ from services.deploy.commands import JobSpec
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec, InstanceSupervisor
 from services.deploy.proxy import ProxyTable
-from services.deploy.runner import StepCancelled, StepTimedOut, run_step
+from services.deploy.runner import StepCancelled, StepTimedOut, reap_recorded_groups, run_step
 from services.deploy.source import CheckoutFailed, checkout
 
 log = structlog.get_logger("agent")
@@ -63,6 +63,9 @@ class AgentSettings(CoreSettings, frozen=True, kw_only=True):
     # How long the old release keeps answering requests already sent to it.
     drain_seconds: float = 5.0
     concurrency: int = 4
+    # Releases keep serving when the agent stops, for the next agent to adopt.
+    # Off (tests, throwaway agents): stopping the agent stops its releases.
+    detach_on_stop: bool = True
 
 
 class StepFailed(Exception):
@@ -79,6 +82,11 @@ class Route(msgspec.Struct, kw_only=True):
     release_id: str | None = None
     instances: list[str] = []
     ports: list[int] = []
+    # What the instances run, to adopt or restart them after an agent restart.
+    # No env: it may hold secrets, and is asked for again then.
+    service_id: str = ""
+    argv: list[str] = []
+    cwd: str = ""
 
 
 _spec_decoder = msgspec.json.Decoder(JobSpec)
@@ -114,6 +122,9 @@ class Agent:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         self.work.mkdir(parents=True, exist_ok=True, mode=0o700)
+        reaped = reap_recorded_groups(self.work / "steps")
+        if reaped:
+            log.warning("reaped_leftover_steps", process_groups=reaped)
         self._leases = await jobs.ensure(self.js, self.namespace, self.settings.stream_replicas)
         await logs.ensure_stream(self.js, self.namespace, self.settings.stream_replicas)
         await self._restore_routes()
@@ -153,8 +164,10 @@ class Agent:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-            # Releases keep serving when the agent stops; the next agent adopts them.
-            await self.supervisor.detach()
+            if self.settings.detach_on_stop:
+                await self.supervisor.detach()
+            else:
+                await self.supervisor.stop_all()
             await self.proxies.close()
 
     # --- one job -----------------------------------------------------------------------
@@ -317,6 +330,7 @@ class Agent:
                         on_line=line,
                         cancel=cancel,
                         timeout=self.settings.build_timeout_seconds,
+                        pgid_file=self.work / "steps" / f"{spec.deployment_id}.pgid",
                     )
                 except StepTimedOut:
                     raise StepFailed("build", "the build timed out") from None
@@ -414,7 +428,13 @@ class Agent:
                 await self.supervisor.stop(instance_id)
             raise
         self.routes[route_key] = Route(
-            listen_port=route.listen_port, release_id=release_id, instances=new_ids, ports=new_ports
+            listen_port=route.listen_port,
+            release_id=release_id,
+            instances=new_ids,
+            ports=new_ports,
+            service_id=spec.service_id,
+            argv=list(spec.run_command),
+            cwd=str(source),
         )
         self._save_routes()
         await step("cleanup", cleanup)
@@ -447,10 +467,39 @@ class Agent:
             return
         raw = json.loads(self._routes_path.read_text())
         self.routes = msgspec.convert(raw, dict[str, Route])
+        specs: list[InstanceSpec] = []
+        for route in self.routes.values():
+            if not route.instances or not route.argv:
+                continue
+            env = await self._service_env(route.service_id)
+            for instance_id, port in zip(route.instances, route.ports, strict=True):
+                specs.append(
+                    InstanceSpec(
+                        instance_id=instance_id,
+                        release_id=route.release_id or "",
+                        argv=tuple(route.argv),
+                        cwd=Path(route.cwd),
+                        port=port,
+                        env={**_base_env(Path(route.cwd)), **env, "PORT": str(port)},
+                    )
+                )
+        # Instances still running are adopted as they are (same pid); dead ones restart.
+        adopted = await self.supervisor.adopt(specs)
+        if adopted:
+            log.info("instances_adopted", pids=[i.pid for i in adopted])
         for key, route in self.routes.items():
             proxy = await self.proxies.ensure(key, route.listen_port)
             if route.ports:
                 proxy.set_upstream(route.ports[0])
+
+    async def _service_env(self, service_id: str) -> dict[str, str]:
+        try:
+            result = await self.bus.request("deploy", "service_env", {"service_id": service_id})
+        except DomainError as exc:
+            log.warning("service_env_unavailable", service_id=service_id, error=exc.message)
+            return {}
+        env: dict[str, str] = msgspec.json.decode(result.data, type=dict[str, str])
+        return env
 
     # --- talking to the deploy service ---------------------------------------------------
 

@@ -48,4 +48,5 @@ def endpoints(deps: DeployDeps) -> dict[str, Endpoint[Any]]:
         "finish_deployment": _bind(deps, c.FinishDeployment, h.finish_deployment),
         "agent_start": _bind(deps, c.AgentStart, h.agent_start),
         "agent_finish": _bind(deps, c.AgentFinish, h.agent_finish),
+        "service_env": _bind(deps, c.ServiceEnv, h.service_env),
     }

@@ -181,6 +181,12 @@ class AgentFinish(Command, frozen=True, kw_only=True, forbid_unknown_fields=True
     address: str | None = None
 
 
+class ServiceEnv(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An agent restarting the instances of a service asks for its env vars again."""
+
+    service_id: Id
+
+
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything an agent needs to run a deployment; sent in a reply, never stored
     (it carries secret env var values in clear)."""

@@ -676,3 +676,11 @@ async def fail_lost(deps: DeployDeps, deployment_id: str, reason: str) -> None:
     )
     state, _ = await load_state(deps.store, DEPLOYMENTS, deployment_id)
     await _release(deps, ctx, state.organization_id or "", deployment_id)
+
+
+async def service_env(deps: DeployDeps, cmd: c.ServiceEnv, ctx: CommandContext) -> Reply:
+    """A service's env vars in clear, for an agent (never stored, never over HTTP)."""
+    service, _ = await load_state(deps.store, SERVICES, cmd.service_id)
+    if not service.exists:
+        raise NotFound("service not found")
+    return Reply(result={key: _reveal(deps, var) for key, var in service.env.items()})

@@ -81,6 +81,7 @@ async def run_step(
     on_line: LineSink,
     cancel: asyncio.Event | None = None,
     timeout: float | None = None,
+    pgid_file: Path | None = None,
 ) -> int:
     """Run `argv` in `cwd` and return its exit code; stdout and stderr lines go to `on_line`.
 
@@ -114,6 +115,9 @@ async def run_step(
     finally:
         os.close(write_fd)
 
+    if pgid_file is not None:
+        # Lets the next agent kill this group should we die before the step ends.
+        record_group(pgid_file, process.pid)
     reader = asyncio.StreamReader(limit=_LINE_LIMIT, loop=loop)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", 0)
@@ -144,6 +148,8 @@ async def run_step(
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(exited)
                 await wait_group_gone(process.pid, _DRAIN_TIMEOUT)
+        if pgid_file is not None:
+            pgid_file.unlink(missing_ok=True)
         for task in (pump, exited, cancelled):
             if task is not None:
                 task.cancel()
@@ -239,3 +245,38 @@ def _has_live_member(pgid: int) -> bool:
             if os.getpgid(process.pid) == pgid:
                 return True
     return False
+
+
+def record_group(path: Path, pgid: int) -> None:
+    """Write a step's process group, with its leader's start time to tell pid reuse apart."""
+    try:
+        started = psutil.Process(pgid).create_time()
+    except psutil.Error:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pgid} {started}")
+
+
+def reap_recorded_groups(directory: Path) -> list[int]:
+    """Kill the step groups a dead agent left behind; the groups killed."""
+    killed = []
+    for path in directory.glob("*.pgid"):
+        try:
+            pgid_text, started_text = path.read_text().split()
+            pgid, started = int(pgid_text), float(started_text)
+        except ValueError:
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            same = abs(psutil.Process(pgid).create_time() - started) < 1.0
+        except psutil.NoSuchProcess:
+            # The leader is gone but its group may live on; a pid is not handed out
+            # again while a process group still has it as its id, so this is ours.
+            same = True
+        except psutil.Error:
+            same = False
+        if same:
+            kill_group(pgid, signal.SIGKILL)
+            killed.append(pgid)
+        path.unlink(missing_ok=True)
+    return killed

@@ -293,3 +293,72 @@ async def test_cancel_during_a_long_build_kills_it(
     await asyncio.sleep(0.5)
     assert not marker.exists(), "the build kept running after the cancel"
     assert (await deployer.get(deployment["id"]))["status"] == "cancelled"
+
+
+def _instances_under(work: Path) -> set[int]:
+    """Pids of the app processes running from releases in an agent's work directory."""
+    import psutil
+
+    found = set()
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline, cwd = process.info["cmdline"] or [], process.info["cwd"] or ""
+        if cmdline[-1:] == ["app.py"] and cwd.startswith(str(work)):
+            found.add(process.pid)
+    return found
+
+
+async def test_a_restarted_agent_adopts_the_running_release(
+    stack: Stack, repo: Path, workspace: Path
+) -> None:
+    import psutil
+
+    work = workspace / "adopting-agent"
+    stop_first = await stack.start_agent(work, detach_on_stop=True, health_timeout_seconds=15)
+    client, auth = stack.client, stack.auth()
+    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
+    project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
+    service = await (
+        await client.post(
+            "/v1/services",
+            json={
+                "project_id": project["id"],
+                "name": "web",
+                "repository_url": f"file://{repo}",
+                "build_command": "python build.py",
+                "run_command": "python app.py",
+                "health_check_path": "/health",
+            },
+            headers=auth,
+        )
+    ).json()
+    await client.put(
+        f"/v1/services/{service['id']}/env/GREETING",
+        json={"value": "adopted", "secret": True},
+        headers=auth,
+    )
+    deployer = Deployer(stack, service["id"], env["id"])
+    deployment = await deployer.ended((await deployer.start())["id"])
+    address = await _address(deployer, deployment["id"])
+    pids_before = _instances_under(work)
+    stop_first.set()
+    await asyncio.sleep(1)
+    # The stable address lives in the agent: it answers again once one is back.
+    stop_second = await stack.start_agent(work, detach_on_stop=False)
+    try:
+        assert (await _get_text(address)) == "v1 built=True greeting=adopted"
+        pids_after = _instances_under(work)
+        assert pids_before & pids_after, "the release was restarted instead of adopted"
+        # Adopted instances are supervised: killed, they come back (env included).
+        [adopted] = pids_before & pids_after
+        psutil.Process(adopted).kill()
+        for _ in range(100):
+            try:
+                if (await _get_text(address)) == "v1 built=True greeting=adopted":
+                    break
+            except (AssertionError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the adopted instance was not restarted")
+    finally:
+        stop_second.set()
