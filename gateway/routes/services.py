@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -16,6 +16,7 @@ from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import request_org, require_visible
 from libs.errors import NotFound
+from services.auth.commands import IssuedToken, IssueToken
 from services.deploy import commands as c
 
 api = Api("services")
@@ -242,3 +243,36 @@ async def remove_env(request: web.Request) -> web.Response:
         c.RemoveEnvVar(service_id=service.id, key=request.match_info["key"]),
     )
     return web.Response(status=204)
+
+
+class ServiceTokenBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=180)] = 30
+    scopes: Annotated[list[Literal["read", "deploy"]], msgspec.Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: ["read", "deploy"]
+    )
+
+
+@api.post(
+    "/v1/services/{id}/tokens",
+    summary="A service token (fastDeploy): deploys this service only, 1 to 180 days",
+    scope="deploy",
+    body=ServiceTokenBody,
+    response=IssuedToken,
+    status=201,
+)
+async def create_service_token(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    body = await read_json(request, ServiceTokenBody)
+    command = IssueToken(
+        name=body.name,
+        scopes=list(body.scopes),
+        kind="service",
+        expires_in_days=body.expires_in_days,
+        organization_id=service.organization_id,
+        service_id=service.id,
+    )
+    result = await send(request, "auth", "issue_token", command)
+    # The token must work the moment its owner receives it.
+    await caught_up(request, result)
+    return json_response(msgspec.json.decode(result.data, type=IssuedToken), status=201)

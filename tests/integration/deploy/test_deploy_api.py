@@ -297,3 +297,48 @@ async def test_another_organizations_resources_answer_404(stack: Stack) -> None:
         assert resp.status == 404, (method, path, await resp.text())
     own = await _ok(await stack.client.get("/v1/environments", headers=headers))
     assert own["items"] == []
+
+
+async def test_a_service_token_deploys_its_own_service_only(stack: Stack) -> None:
+    env = await _env(stack)
+    project = await _project(stack)
+    mine = await _service(stack, project["id"], name="mine")
+    other = await _service(stack, project["id"], name="other")
+    issued = await _ok(
+        await stack.client.post(
+            f"/v1/services/{mine['id']}/tokens",
+            json={"name": "ci", "expires_in_days": 90},
+            headers=stack.auth(),
+        ),
+        201,
+    )
+    assert issued["token"].startswith("dfs_") and issued["kind"] == "service"
+    key = {"X-API-Key": issued["token"]}
+    deployed = await stack.client.post(
+        f"/v1/services/{mine['id']}/deployments", json={"environment_id": env["id"]}, headers=key
+    )
+    assert deployed.status == 201, await deployed.text()
+    for method, path in [
+        ("POST", f"/v1/services/{other['id']}/deployments"),
+        ("GET", f"/v1/services/{other['id']}"),
+    ]:
+        resp = await stack.client.request(
+            method,
+            path,
+            json={"environment_id": env["id"]} if method == "POST" else None,
+            headers=key,
+        )
+        assert resp.status == 404, (path, await resp.text())
+    history = await _ok(await stack.client.get("/v1/deployments", headers=key))
+    assert {d["service_id"] for d in history["items"]} == {mine["id"]}
+    too_long = await stack.client.post(
+        f"/v1/services/{mine['id']}/tokens",
+        json={"name": "x", "expires_in_days": 181},
+        headers=stack.auth(),
+    )
+    assert (await too_long.json())["error"]["details"]["field"] == "$.expires_in_days"
+    # A service token cannot write the service, nor mint more tokens.
+    refused = await stack.client.patch(
+        f"/v1/services/{mine['id']}", json={"name": "x"}, headers=key
+    )
+    assert refused.status == 403
