@@ -145,15 +145,19 @@ async def create_service(request: web.Request) -> web.Response:
 @api.get("/v1/organizations/{org_id}/services", summary="List services", response=Page[Service])
 @api.get("/v1/services", summary="List services (default organization)", response=Page[Service])
 async def list_services(request: web.Request) -> web.Response:
-    org = request_org(request, principal_of(request))
+    principal = principal_of(request)
+    org = request_org(request, principal)
     page = await fetch_page(
         request,
         f"SELECT {_COLUMNS} FROM deploy.services WHERE organization_id = $1"  # noqa: S608
         " AND deleted_at IS NULL AND ($2::text IS NULL OR project_id = $2)"
-        " AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))"
-        " ORDER BY created_at, id LIMIT $5",
+        " AND ($3::text IS NULL OR id = $3)"
+        " AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5))"
+        " ORDER BY created_at, id LIMIT $6",
         org,
         request.query.get("project_id"),
+        # A service token sees its own service only.
+        principal.service_id,
         build=lambda r: Service(**dict(r)),
     )
     return json_response(page)

@@ -329,6 +329,8 @@ async def test_a_service_token_deploys_its_own_service_only(stack: Stack) -> Non
             headers=key,
         )
         assert resp.status == 404, (path, await resp.text())
+    listed = await _ok(await stack.client.get("/v1/services", headers=key))
+    assert [x["id"] for x in listed["items"]] == [mine["id"]]
     history = await _ok(await stack.client.get("/v1/deployments", headers=key))
     assert {d["service_id"] for d in history["items"]} == {mine["id"]}
     too_long = await stack.client.post(
