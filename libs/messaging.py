@@ -71,6 +71,21 @@ class Endpoint(Generic[C]):
         self.decoder: msgspec.json.Decoder[C] = msgspec.json.Decoder(command)
 
 
+D = TypeVar("D")
+
+
+def bind(
+    deps: D, command: type[C], handler: Callable[[D, C, CommandContext], Awaitable[Reply]]
+) -> Endpoint[C]:
+    """An endpoint calling `handler(deps, command, ctx)`: handlers get their adapters
+    from the composition root, not from globals."""
+
+    async def call(cmd: C, ctx: CommandContext) -> Reply:
+        return await handler(deps, cmd, ctx)
+
+    return Endpoint(command, call)
+
+
 def command_subject(namespace: str, service: str, command: str) -> str:
     prefix = f"{namespace}." if namespace else ""
     return f"{prefix}df.{service}.{command}"

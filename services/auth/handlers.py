@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -23,6 +22,7 @@ from libs.eventstore import EventStore
 from libs.ids import new_id, random_secret
 from libs.messaging import CommandContext, Reply
 from libs.principal import Principal
+from libs.slugs import slugify
 from services.auth import decider as d
 from services.auth.commands import (
     AddMember,
@@ -347,16 +347,11 @@ async def _change_org(
     return await retry_on_conflict(attempt)
 
 
-def slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50].strip("-")
-    return slug if len(slug) >= 2 else f"org-{slug}".strip("-")
-
-
 async def _create_org(
     deps: AuthDeps, ctx: CommandContext, *, name: str, slug: str | None, owner_id: str
 ) -> tuple[str, int]:
     organization_id = new_id("org")
-    chosen = slug or slugify(name)
+    chosen = slug or slugify(name, "org")
     claim, version = await load_state(deps.store, SLUGS, chosen)
     if claim.organization_id is not None and slug is None:
         # The name's slug is taken and none was asked for: make this one unique.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
@@ -17,12 +16,11 @@ import structlog
 
 from libs.crypto import SecretBox
 from libs.eventstore import EventStore
-from libs.logging import configure_logging
+from libs.lifecycle import run_until_signalled
 from libs.messaging import CommandContext, serve
 from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
-from libs.tracing import configure_tracing
 from services.auth.api import SERVICE, endpoints
 from services.auth.commands import EnsureSigningKey
 from services.auth.events import STREAM
@@ -117,18 +115,7 @@ async def _rotate_keys(deps: AuthDeps, settings: AuthSettings, stop: asyncio.Eve
 
 
 def main() -> None:
-    settings = load_settings(AuthSettings)
-    configure_logging("auth", level=settings.log_level, fmt=settings.log_format)
-    configure_tracing("auth", console=settings.otel_console)
-
-    async def amain() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(amain())
+    run_until_signalled("auth", load_settings(AuthSettings), run)
 
 
 if __name__ == "__main__":

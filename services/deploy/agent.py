@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -37,10 +36,9 @@ from nats.js.kv import KeyValue
 from libs.errors import DomainError
 from libs.events import H_EVENT_TYPE
 from libs.ids import new_id
-from libs.logging import configure_logging
+from libs.lifecycle import run_until_signalled
 from libs.messaging import CommandBus
 from libs.settings import CoreSettings, load_settings
-from libs.tracing import configure_tracing
 from services.deploy import jobs, logs
 from services.deploy.commands import JobSpec
 from services.deploy.health import free_port, health_url, wait_healthy
@@ -570,18 +568,7 @@ async def run(
 
 
 def main() -> None:
-    settings = load_settings(AgentSettings)
-    configure_logging("agent", level=settings.log_level, fmt=settings.log_format)
-    configure_tracing("agent", console=settings.otel_console)
-
-    async def amain() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(amain())
+    run_until_signalled("agent", load_settings(AgentSettings), run)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ serialises the one-per-service-and-environment and N-per-organization rules.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,7 @@ from libs.eventstore import EventStore
 from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
 from libs.principal import Principal
+from libs.slugs import slugify
 from services.deploy import commands as c
 from services.deploy import decider as d
 from services.deploy import jobs
@@ -203,17 +203,12 @@ async def delete_environment(
 # --- projects -----------------------------------------------------------------------------
 
 
-def _slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:50].strip("-")
-    return slug if len(slug) >= 2 else f"project-{slug}".strip("-")
-
-
 async def create_project(deps: DeployDeps, cmd: c.CreateProject, ctx: CommandContext) -> Reply:
     actor = _actor(ctx)
     org = _org(actor, cmd.organization_id)
     d.require(actor, "write", org)
     project_id = new_id("prj")
-    slug = cmd.slug or _slugify(cmd.name)
+    slug = cmd.slug or slugify(cmd.name, "project")
     slug_key = f"{org}~{slug}"
     claim, version = await load_state(deps.store, SLUGS, slug_key)
     await deps.store.append(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
@@ -14,12 +13,11 @@ import structlog
 from libs.crypto import SecretBox
 from libs.database import create_pool
 from libs.eventstore import EventStore
-from libs.logging import configure_logging
+from libs.lifecycle import run_until_signalled
 from libs.messaging import serve
 from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
-from libs.tracing import configure_tracing
 from services.deploy import jobs, logs
 from services.deploy.api import SERVICE, endpoints
 from services.deploy.events import STREAM
@@ -91,18 +89,7 @@ async def run(
 
 
 def main() -> None:
-    settings = load_settings(DeploySettings)
-    configure_logging("deploy", level=settings.log_level, fmt=settings.log_format)
-    configure_tracing("deploy", console=settings.otel_console)
-
-    async def amain() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(amain())
+    run_until_signalled("deploy", load_settings(DeploySettings), run)
 
 
 if __name__ == "__main__":
