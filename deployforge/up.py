@@ -163,7 +163,11 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
         supervisor.add(
             "agent",
             [python, "-m", "services.deploy.agent"],
-            env={**env, "DEPLOYFORGE_WORK_DIR": str(data_dir / "agent")},
+            env={
+                **env,
+                "DEPLOYFORGE_WORK_DIR": str(data_dir / "agent"),
+                "DEPLOYFORGE_API_URL": f"http://{host}:{port}",
+            },
         )
         supervisor.add(
             "gateway",

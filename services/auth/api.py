@@ -24,6 +24,7 @@ def endpoints(deps: AuthDeps) -> dict[str, Endpoint[Any]]:
         "remove_member": bind(deps, c.RemoveMember, h.remove_member),
         "issue_token": bind(deps, c.IssueToken, h.issue_token),
         "revoke_token": bind(deps, c.RevokeToken, h.revoke_token),
+        "issue_deployment_token": bind(deps, c.IssueDeploymentToken, h.issue_deployment_token),
         "bootstrap_admin": bind(deps, c.BootstrapAdmin, h.bootstrap_admin),
         "ensure_signing_key": bind(deps, c.EnsureSigningKey, h.ensure_signing_key),
     }

@@ -89,6 +89,16 @@ class IssueToken(Command, frozen=True, kw_only=True, forbid_unknown_fields=True)
     deployment_id: Id | None = None
 
 
+class IssueDeploymentToken(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """From the deploy service: a token for one deployment's scripts to report with,
+    on behalf of the user who started it."""
+
+    deployment_id: Id
+    organization_id: Id
+    user_id: Id
+    expires_in_days: Annotated[int, Meta(ge=1, le=7)] = 1
+
+
 class RevokeToken(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     token_id: Id
 

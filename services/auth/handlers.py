@@ -33,6 +33,7 @@ from services.auth.commands import (
     CreateOrganization,
     CreateUser,
     EnsureSigningKey,
+    IssueDeploymentToken,
     IssuedToken,
     IssueToken,
     Login,
@@ -469,6 +470,33 @@ async def issue_token(deps: AuthDeps, cmd: IssueToken, ctx: CommandContext) -> R
         created_at=now.isoformat(),
     )
     return Reply(result=result, position=_position(seq))
+
+
+async def issue_deployment_token(
+    deps: AuthDeps, cmd: IssueDeploymentToken, ctx: CommandContext
+) -> Reply:
+    if ctx.principal is not None:
+        # Only the deploy service asks, over NATS; never a caller of the HTTP API.
+        raise AuthorizationDenied("deployment tokens are issued by the deploy service")
+    # Starting the deployment needed the deploy permission; the token holds no more.
+    starter = Principal(
+        user_id=cmd.user_id,
+        organization_id=cmd.organization_id,
+        memberships={cmd.organization_id: "deployer"},
+        scopes=("read", "deploy"),
+    )
+    return await issue_token(
+        deps,
+        IssueToken(
+            name=f"deployment {cmd.deployment_id}",
+            scopes=["read", "deploy"],
+            kind="deployment",
+            expires_in_days=cmd.expires_in_days,
+            organization_id=cmd.organization_id,
+            deployment_id=cmd.deployment_id,
+        ),
+        CommandContext(principal=starter, request_id=ctx.request_id, traceparent=ctx.traceparent),
+    )
 
 
 async def revoke_token(deps: AuthDeps, cmd: RevokeToken, ctx: CommandContext) -> Reply:

@@ -64,6 +64,8 @@ class AgentSettings(CoreSettings, frozen=True, kw_only=True):
     # Releases keep serving when the agent stops, for the next agent to adopt.
     # Off (tests, throwaway agents): stopping the agent stops its releases.
     detach_on_stop: bool = True
+    # Where a deployment's scripts reach the API with their deployment token.
+    api_url: str = "http://127.0.0.1:8080"
 
 
 class StepFailed(Exception):
@@ -319,7 +321,7 @@ class Agent:
                 if not spec.build_command:
                     await line("no build command")
                     return
-                env = {**_base_env(source), **spec.env}
+                env = {**_base_env(source), **spec.env, **self._script_env(spec)}
                 try:
                     code = await run_step(
                         spec.build_command,
@@ -437,6 +439,16 @@ class Agent:
         self._save_routes()
         await step("cleanup", cleanup)
         return commit, release_id, f"http://{self.settings.proxy_host}:{route.listen_port}"
+
+    def _script_env(self, spec: JobSpec) -> dict[str, str]:
+        """What a build script needs to report its own steps (fastDeploy)."""
+        env = {
+            "DEPLOYFORGE_DEPLOYMENT_ID": spec.deployment_id,
+            "DEPLOYFORGE_API_URL": self.settings.api_url,
+        }
+        if spec.deployment_token:
+            env["DEPLOYFORGE_DEPLOYMENT_TOKEN"] = spec.deployment_token
+        return env
 
     def _prune(self, releases: Path, keep: set[str]) -> None:
         """Keep the newest `keep_releases` releases of a service, for instant rollbacks."""

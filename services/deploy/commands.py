@@ -206,3 +206,5 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str]
     # Set on a rollback: the release to start again instead of building one.
     reuse_release_id: str | None = None
+    # For the deployment's own scripts to report steps with (fastDeploy).
+    deployment_token: str | None = None

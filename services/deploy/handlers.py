@@ -14,14 +14,15 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import structlog
 
 from libs.aggregate import AggregateType, load_state, retry_on_conflict
 from libs.crypto import SecretBox
-from libs.errors import AuthenticationRequired, NotFound, ValidationFailed
+from libs.errors import AuthenticationRequired, DomainError, NotFound, ValidationFailed
 from libs.events import Event, EventContext
 from libs.eventstore import EventStore
 from libs.ids import new_id
-from libs.messaging import CommandContext, Reply
+from libs.messaging import CommandBus, CommandContext, Reply
 from libs.principal import Principal
 from libs.slugs import slugify
 from services.deploy import commands as c
@@ -41,6 +42,8 @@ from services.deploy.events import (
 )
 from services.deploy.runner import parse_command
 from services.deploy.source import validate_ref, validate_repository
+
+log = structlog.get_logger("deploy")
 
 ENVIRONMENTS = AggregateType(
     "environment", CODECS["environment"], d.EnvironmentState(), d.evolve_environment
@@ -68,12 +71,15 @@ class DeployDeps:
         *,
         max_running: int,
         clock: Callable[[], datetime],
+        bus: CommandBus | None = None,
     ) -> None:
         self.store = store
         self.box = box
         self.pool = pool
         self.max_running = max_running
         self.clock = clock
+        # To ask the auth service for deployment tokens (None: issue none).
+        self.bus = bus
 
 
 def _position(seq: int) -> str:
@@ -615,8 +621,41 @@ async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) 
         replicas=row["replicas"],
         env={key: _reveal(deps, var) for key, var in service.env.items()},
         reuse_release_id=reuse,
+        deployment_token=await _deployment_token(deps, deployment, ctx),
     )
     return Reply(result=spec, position=reply.position)
+
+
+async def _deployment_token(
+    deps: DeployDeps, deployment: d.DeploymentState, ctx: CommandContext
+) -> str | None:
+    """A token for the deployment's scripts, on behalf of whoever started it."""
+    if deps.bus is None or deployment.deployment_id is None:
+        return None
+    history = await deps.store.load("deployment", deployment.deployment_id, DEPLOYMENTS.codec)
+    starter = history.events[0].meta.actor if history.events else None
+    if starter is None:
+        return None
+    try:
+        result = await deps.bus.request(
+            "auth",
+            "issue_deployment_token",
+            {
+                "deployment_id": deployment.deployment_id,
+                "organization_id": deployment.organization_id,
+                "user_id": starter,
+            },
+            request_id=ctx.request_id,
+        )
+    except DomainError as exc:
+        log.warning(
+            "deployment_token_unavailable",
+            deployment_id=deployment.deployment_id,
+            error=exc.message,
+        )
+        return None
+    token: str = msgspec.json.decode(result.data)["token"]
+    return token
 
 
 def _reveal(deps: DeployDeps, var: d.EnvVar) -> str:

@@ -14,7 +14,7 @@ from libs.crypto import SecretBox
 from libs.database import create_pool
 from libs.eventstore import EventStore
 from libs.lifecycle import run_until_signalled
-from libs.messaging import serve
+from libs.messaging import CommandBus, serve
 from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
@@ -57,6 +57,7 @@ async def run(
             SecretBox(settings.secret_key),
             pool,
             max_running=settings.max_running_deployments,
+            bus=CommandBus(nc, namespace=settings.namespace),
             clock=lambda: datetime.now(UTC),
         )
         server = await serve(

@@ -362,3 +362,71 @@ async def test_a_restarted_agent_adopts_the_running_release(
             raise AssertionError("the adopted instance was not restarted")
     finally:
         stop_second.set()
+
+
+REPORTING_BUILD = """
+import json, os, pathlib, urllib.request
+token = os.environ["DEPLOYFORGE_DEPLOYMENT_TOKEN"]
+pathlib.Path(os.environ["TOKEN_FILE"]).write_text(token)
+deployment = os.environ["DEPLOYFORGE_DEPLOYMENT_ID"]
+url = f"{os.environ['DEPLOYFORGE_API_URL']}/v1/deployments/{deployment}/steps"
+for state in ("running", "success"):
+    body = json.dumps({"name": "migrate", "state": state, "message": "2 migrations"}).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "X-API-Key": token, "Content-Type": "application/json"})
+    print(urllib.request.urlopen(request).status)
+"""
+
+
+async def test_build_scripts_report_steps_with_their_deployment_token(
+    stack: Stack, repo: Path, workspace: Path
+) -> None:
+    api = str(stack.client.make_url("")).rstrip("/")
+    await stack.start_agent(workspace / "agent", api_url=api, drain_seconds=0.2)
+    (repo / "report.py").write_text(REPORTING_BUILD)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "reporting build")
+    token_file = workspace / "token"
+    client, auth = stack.client, stack.auth()
+    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
+    project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
+    service = await (
+        await client.post(
+            "/v1/services",
+            json={
+                "project_id": project["id"],
+                "name": "web",
+                "repository_url": f"file://{repo}",
+                "build_command": "python report.py",
+                "run_command": "python app.py",
+                "health_check_path": "/health",
+            },
+            headers=auth,
+        )
+    ).json()
+    await client.put(
+        f"/v1/services/{service['id']}/env/TOKEN_FILE",
+        json={"value": str(token_file)},
+        headers=auth,
+    )
+    deployer = Deployer(stack, service["id"], env["id"])
+    first = await deployer.ended((await deployer.start())["id"])
+    assert first["status"] == "succeeded", first
+    steps = dict(await deployer.steps(first["id"]))
+    assert steps["migrate"] == "success"
+    token = token_file.read_text()
+    assert token.startswith("dfd_")
+    # The token reaches its own deployment only, and reports nothing once it ended.
+    second = await deployer.ended((await deployer.start())["id"])
+    other = await client.post(
+        f"/v1/deployments/{second['id']}/steps",
+        json={"name": "x", "state": "running"},
+        headers={"X-API-Key": token},
+    )
+    assert other.status == 404
+    late = await client.post(
+        f"/v1/deployments/{first['id']}/steps",
+        json={"name": "x", "state": "running"},
+        headers={"X-API-Key": token},
+    )
+    assert late.status == 409
