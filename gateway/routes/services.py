@@ -18,6 +18,7 @@ from gateway.scoping import request_org, require_visible
 from libs.errors import NotFound
 from services.auth.commands import IssuedToken, IssueToken
 from services.deploy import commands as c
+from services.deploy import instance_state
 
 api = Api("services")
 
@@ -280,3 +281,19 @@ async def create_service_token(request: web.Request) -> web.Response:
     # The token must work the moment its owner receives it.
     await caught_up(request, result)
     return json_response(msgspec.json.decode(result.data, type=IssuedToken), status=201)
+
+
+@api.get(
+    "/v1/services/{id}/instances",
+    summary="A service's running instances: pid, port, uptime, restarts, CPU, memory",
+    response=list[instance_state.InstanceReport],
+)
+async def list_instances(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    settings = request.app[keys.SETTINGS]
+    reports = await instance_state.of_service(
+        await instance_state.bucket(request.app[keys.NC].jetstream(), settings.namespace),
+        service.id,
+    )
+    wanted = request.query.get("environment_id")
+    return json_response([r for r in reports if wanted in (None, r.environment_id)])

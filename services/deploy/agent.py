@@ -39,7 +39,7 @@ from libs.ids import new_id
 from libs.lifecycle import run_until_signalled
 from libs.messaging import CommandBus
 from libs.settings import CoreSettings, load_settings
-from services.deploy import jobs, logs
+from services.deploy import instance_state, jobs, logs
 from services.deploy.commands import JobSpec
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec, InstanceSupervisor
@@ -117,6 +117,7 @@ class Agent:
         self.routes: dict[str, Route] = {}
         self._route_locks: dict[str, asyncio.Lock] = {}
         self._leases: KeyValue | None = None
+        self._reports: KeyValue | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -127,6 +128,9 @@ class Agent:
             log.warning("reaped_leftover_steps", process_groups=reaped)
         self._leases = await jobs.ensure(self.js, self.namespace, self.settings.stream_replicas)
         await logs.ensure_stream(self.js, self.namespace, self.settings.stream_replicas)
+        self._reports = await instance_state.bucket(
+            self.js, self.namespace, self.settings.stream_replicas
+        )
         await self._restore_routes()
         stream = jobs.stream_name(self.namespace)
         with contextlib.suppress(Exception):  # already there, made by another agent
@@ -141,7 +145,7 @@ class Agent:
             )
         sub = await self.js.pull_subscribe_bind(durable=jobs.AGENTS_CONSUMER, stream=stream)
         slots = asyncio.Semaphore(self.settings.concurrency)
-        running: set[asyncio.Task[None]] = set()
+        running: set[asyncio.Task[None]] = {asyncio.create_task(self._report_forever(stop))}
         log.info("agent_ready", agent_id=self.agent_id, work_dir=str(self.work))
         if ready is not None:
             ready.set()
@@ -414,6 +418,11 @@ class Agent:
                     await proxy.drain(port, timeout=self.settings.drain_seconds)
             for instance_id in old_ids:
                 await self.supervisor.stop(instance_id)
+                if self._reports is not None:
+                    service_id, environment_id = route_key.split(":", 1)
+                    await instance_state.remove(
+                        self._reports, f"{service_id}.{environment_id}.{instance_id}"
+                    )
             if old_ids:
                 await line(f"stopped {', '.join(old_ids)}")
             self._prune(source.parent, keep={release_id})
@@ -437,6 +446,7 @@ class Agent:
             cwd=str(source),
         )
         self._save_routes()
+        await self._report_instances()
         await step("cleanup", cleanup)
         return commit, release_id, f"http://{self.settings.proxy_host}:{route.listen_port}"
 
@@ -461,6 +471,49 @@ class Agent:
         for old in dirs[self.settings.keep_releases :]:
             if old.name not in keep | live:
                 shutil.rmtree(old, ignore_errors=True)
+
+    async def _report_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._report_instances()
+            except nats.errors.Error as exc:
+                log.warning("instance_report_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=instance_state.REPORT_SECONDS)
+
+    async def _report_instances(self) -> None:
+        """Publish the state of every instance this agent runs (for the API and drift)."""
+        if self._reports is None:
+            return
+        now = _now()
+        for route_key, route in self.routes.items():
+            service_id, environment_id = route_key.split(":", 1)
+            address = f"http://{self.settings.proxy_host}:{route.listen_port}"
+            for instance_id in route.instances:
+                instance = self.supervisor.get(instance_id)
+                if instance is None:
+                    continue
+                stats = instance.stats()
+                await instance_state.publish(
+                    self._reports,
+                    instance_state.InstanceReport(
+                        instance_id=instance_id,
+                        service_id=service_id,
+                        environment_id=environment_id,
+                        release_id=route.release_id or "",
+                        agent_id=self.agent_id,
+                        pid=instance.pid,
+                        port=instance.port,
+                        address=address,
+                        status="running" if instance.running else "restarting",
+                        started_at=datetime.fromtimestamp(instance.started_at, UTC),
+                        uptime_seconds=round(instance.uptime(), 3),
+                        restarts=instance.restarts,
+                        cpu_percent=stats.cpu_percent,
+                        memory_rss=stats.memory_rss,
+                        observed_at=now,
+                    ),
+                )
 
     def _lock(self, route_key: str) -> asyncio.Lock:
         return self._route_locks.setdefault(route_key, asyncio.Lock())

@@ -174,6 +174,12 @@ async def test_a_git_repository_is_deployed_and_served_at_its_stable_address(
     ]
     address = await _address(deployer, deployment["id"])
     assert await _get_text(address) == "v1 built=True greeting=hello"
+    resp = await deployer.stack.client.get(
+        f"/v1/services/{deployer.service}/instances", headers=deployer.stack.auth()
+    )
+    [instance] = await resp.json()
+    assert instance["address"] == address and instance["release_id"] == deployment["release_id"]
+    assert instance["pid"] > 0 and instance["memory_rss"] > 0 and instance["restarts"] == 0
     logs = await deployer.stack.client.get(
         f"/v1/deployments/{deployment['id']}/logs", headers=deployer.stack.auth()
     )

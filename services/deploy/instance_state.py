@@ -1,0 +1,92 @@
+"""Where each running instance's state is published: a KV bucket.
+
+The agent that runs an instance writes its report (pid, port, release,
+started_at, restarts, CPU, memory) under `<service>.<environment>.<instance>`
+every few seconds and deletes it when the instance stops. The gateway lists a
+service's instances from it, and the drift service will compare it with what
+was deployed. A report is an observation, not truth: `observed_at` says how
+fresh it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+REPORT_SECONDS = 5.0
+
+
+class InstanceReport(msgspec.Struct, frozen=True, kw_only=True):
+    instance_id: str
+    service_id: str
+    environment_id: str
+    release_id: str
+    agent_id: str
+    pid: int
+    port: int
+    address: str
+    status: str
+    started_at: datetime
+    uptime_seconds: float
+    restarts: int
+    cpu_percent: float
+    memory_rss: int
+    observed_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.service_id}.{self.environment_id}.{self.instance_id}"
+
+
+def bucket_name(namespace: str) -> str:
+    return f"{namespace}_instances" if namespace else "deployforge_instances"
+
+
+async def bucket(js: JetStreamContext, namespace: str, replicas: int = 1) -> KeyValue:
+    try:
+        return await js.key_value(bucket_name(namespace))
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=bucket_name(namespace), storage=StorageType.FILE, replicas=replicas
+            )
+        )
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(InstanceReport)
+
+
+async def publish(kv: KeyValue, report: InstanceReport) -> None:
+    await kv.put(report.key, _encoder.encode(report))
+
+
+async def remove(kv: KeyValue, key: str) -> None:
+    with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+        await kv.delete(key)
+
+
+async def of_service(kv: KeyValue, service_id: str) -> list[InstanceReport]:
+    """Every instance of a service reported now, in any environment."""
+    watcher = await kv.watch(f"{service_id}.>", ignore_deletes=True)
+    reports: list[InstanceReport] = []
+    try:
+        while True:
+            try:
+                entry = await watcher.updates(timeout=2.0)  # type: ignore[no-untyped-call]
+            except nats.errors.TimeoutError:
+                break
+            if entry is None:  # the initial values are all delivered
+                break
+            if entry.value:
+                reports.append(_decoder.decode(entry.value))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return sorted(reports, key=lambda r: (r.environment_id, r.instance_id))
