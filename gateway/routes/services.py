@@ -297,3 +297,61 @@ async def list_instances(request: web.Request) -> web.Response:
     )
     wanted = request.query.get("environment_id")
     return json_response([r for r in reports if wanted in (None, r.environment_id)])
+
+
+class ControlBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Only this environment; every environment the service runs in when left out.
+    environment_id: c.Id | None = None
+
+
+async def _control(
+    request: web.Request, action: Literal["start", "stop", "restart"]
+) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    body = ControlBody()
+    if request.can_read_body:
+        body = await read_json(request, ControlBody)
+    await send(
+        request,
+        "deploy",
+        "control_service",
+        c.ControlService(service_id=service.id, action=action, environment_id=body.environment_id),
+    )
+    # Accepted: the agents running the service act on it; watch its instances.
+    return json_response(
+        {"service_id": service.id, "action": action, "environment_id": body.environment_id},
+        status=202,
+    )
+
+
+@api.post(
+    "/v1/services/{id}/start",
+    summary="Start the service's stopped release",
+    scope="deploy",
+    body=ControlBody,
+    status=202,
+)
+async def start_service(request: web.Request) -> web.Response:
+    return await _control(request, "start")
+
+
+@api.post(
+    "/v1/services/{id}/stop",
+    summary="Stop the running release (kept for start)",
+    scope="deploy",
+    body=ControlBody,
+    status=202,
+)
+async def stop_service(request: web.Request) -> web.Response:
+    return await _control(request, "stop")
+
+
+@api.post(
+    "/v1/services/{id}/restart",
+    summary="Restart the running release (new instances first: no downtime)",
+    scope="deploy",
+    body=ControlBody,
+    status=202,
+)
+async def restart_service(request: web.Request) -> web.Response:
+    return await _control(request, "restart")

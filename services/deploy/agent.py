@@ -87,6 +87,9 @@ class Route(msgspec.Struct, kw_only=True):
     service_id: str = ""
     argv: list[str] = []
     cwd: str = ""
+    health_check_path: str = "/"
+    # Stopped on request: the release is kept, the address answers 503.
+    stopped: bool = False
 
 
 _spec_decoder = msgspec.json.Decoder(JobSpec)
@@ -146,6 +149,7 @@ class Agent:
         sub = await self.js.pull_subscribe_bind(durable=jobs.AGENTS_CONSUMER, stream=stream)
         slots = asyncio.Semaphore(self.settings.concurrency)
         running: set[asyncio.Task[None]] = {asyncio.create_task(self._report_forever(stop))}
+        controls = await self._follow_controls(running)
         log.info("agent_ready", agent_id=self.agent_id, work_dir=str(self.work))
         if ready is not None:
             ready.set()
@@ -165,6 +169,7 @@ class Agent:
                 task.add_done_callback(lambda _: slots.release())
         finally:
             await sub.unsubscribe()
+            await controls.unsubscribe()
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
@@ -416,13 +421,7 @@ class Agent:
             for port in old_ports:
                 if proxy is not None:
                     await proxy.drain(port, timeout=self.settings.drain_seconds)
-            for instance_id in old_ids:
-                await self.supervisor.stop(instance_id)
-                if self._reports is not None:
-                    service_id, environment_id = route_key.split(":", 1)
-                    await instance_state.remove(
-                        self._reports, f"{service_id}.{environment_id}.{instance_id}"
-                    )
+            await self._stop_instances(route_key, old_ids)
             if old_ids:
                 await line(f"stopped {', '.join(old_ids)}")
             self._prune(source.parent, keep={release_id})
@@ -444,6 +443,7 @@ class Agent:
             service_id=spec.service_id,
             argv=list(spec.run_command),
             cwd=str(source),
+            health_check_path=spec.health_check_path,
         )
         self._save_routes()
         await self._report_instances()
@@ -471,6 +471,104 @@ class Agent:
         for old in dirs[self.settings.keep_releases :]:
             if old.name not in keep | live:
                 shutil.rmtree(old, ignore_errors=True)
+
+    # --- start, stop, restart of a running release ------------------------------------
+
+    async def _follow_controls(
+        self, running: set[asyncio.Task[None]]
+    ) -> JetStreamContext.PushSubscription:
+        prefix = f"{self.namespace}." if self.namespace else ""
+
+        async def on_event(msg: Msg) -> None:
+            if (msg.headers or {}).get(H_EVENT_TYPE) != "service.control_requested":
+                return
+            service_id = msg.subject.rsplit(".", 1)[1]
+            request = _control_decoder.decode(msg.data)
+            for key in list(self.routes):
+                service, environment = key.split(":", 1)
+                if service == service_id and request.environment_id in (None, environment):
+                    task = asyncio.create_task(self._control(key, request.action))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+
+        return await self.js.subscribe(
+            f"{prefix}service.*",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            cb=on_event,
+        )
+
+    async def _control(self, key: str, action: str) -> None:
+        async with self._lock(key):
+            route = self.routes[key]  # as it is now, not as when the event arrived
+            try:
+                if action == "stop":
+                    await self._stop_route(key, route)
+                else:
+                    await self._start_route(key, route, replace=action == "restart")
+            except (OSError, nats.errors.Error, DomainError) as exc:
+                log.warning("service_control_failed", route=key, action=action, error=str(exc))
+
+    async def _stop_route(self, key: str, route: Route) -> None:
+        proxy = self.proxies.get(key)
+        if proxy is not None:
+            proxy.set_upstream(None)
+        await self._stop_instances(key, route.instances)
+        self.routes[key] = msgspec.structs.replace(route, instances=[], ports=[], stopped=True)
+        self._save_routes()
+        log.info("service_stopped", route=key)
+
+    async def _start_route(self, key: str, route: Route, *, replace: bool) -> None:
+        """Start the route's release on fresh ports and move traffic to it; with
+        `replace`, the instances it had (a restart) are drained and stopped after."""
+        if not route.argv or (route.instances and not replace):
+            return
+        env = await self._service_env(route.service_id)
+        cwd = Path(route.cwd)
+        new_ids: list[str] = []
+        new_ports: list[int] = []
+        for n in range(max(1, len(route.instances))):
+            port = free_port()
+            instance_id = f"{route.release_id}-{int(time.time() * 1000)}-{n}"
+            await self.supervisor.start(
+                InstanceSpec(
+                    instance_id=instance_id,
+                    release_id=route.release_id or "",
+                    argv=tuple(route.argv),
+                    cwd=cwd,
+                    port=port,
+                    env={**_base_env(cwd), **env, "PORT": str(port)},
+                )
+            )
+            new_ids.append(instance_id)
+            new_ports.append(port)
+        for port in new_ports:
+            url = health_url(port, route.health_check_path)
+            if not await wait_healthy(url, timeout=self.settings.health_timeout_seconds):
+                await self._stop_instances(key, new_ids)
+                log.warning("service_start_unhealthy", route=key)
+                return
+        proxy = await self.proxies.ensure(key, route.listen_port)
+        proxy.set_upstream(new_ports[0])
+        old_ids, old_ports = route.instances, route.ports
+        self.routes[key] = msgspec.structs.replace(
+            route, instances=new_ids, ports=new_ports, stopped=False
+        )
+        self._save_routes()
+        for port in old_ports:
+            await proxy.drain(port, timeout=self.settings.drain_seconds)
+        await self._stop_instances(key, old_ids)
+        await self._report_instances()
+        log.info("service_started", route=key, instances=new_ids)
+
+    async def _stop_instances(self, key: str, instance_ids: list[str]) -> None:
+        service_id, environment_id = key.split(":", 1)
+        for instance_id in instance_ids:
+            await self.supervisor.stop(instance_id)
+            if self._reports is not None:
+                await instance_state.remove(
+                    self._reports, f"{service_id}.{environment_id}.{instance_id}"
+                )
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -616,6 +714,14 @@ class Agent:
         except DomainError as exc:
             # Cancelled meanwhile: the deployment already ended.
             log.info("finish_refused", deployment_id=deployment_id, reason=exc.message)
+
+
+class _ControlRequest(msgspec.Struct):
+    action: str
+    environment_id: str | None = None
+
+
+_control_decoder = msgspec.json.Decoder(_ControlRequest)
 
 
 def _now() -> datetime:

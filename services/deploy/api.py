@@ -24,6 +24,7 @@ def endpoints(deps: DeployDeps) -> dict[str, Endpoint[Any]]:
         "update_service": bind(deps, c.UpdateService, h.update_service),
         "delete_service": bind(deps, c.DeleteService, h.delete_service),
         "set_env_var": bind(deps, c.SetEnvVar, h.set_env_var),
+        "control_service": bind(deps, c.ControlService, h.control_service),
         "remove_env_var": bind(deps, c.RemoveEnvVar, h.remove_env_var),
         "create_deployment": bind(deps, c.CreateDeployment, h.create_deployment),
         "rollback": bind(deps, c.Rollback, h.rollback),

@@ -113,6 +113,12 @@ class DeleteService(Command, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     service_id: Id
 
 
+class ControlService(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    service_id: Id
+    action: Literal["start", "stop", "restart"]
+    environment_id: Id | None = None
+
+
 class SetEnvVar(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     service_id: Id
     key: Annotated[str, Meta(min_length=1, max_length=128)]

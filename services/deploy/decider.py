@@ -32,6 +32,7 @@ from services.deploy.events import (
     ProjectDeleted,
     ProjectSlugClaimed,
     ProjectUpdated,
+    ServiceControlRequested,
     ServiceCreated,
     ServiceDeleted,
     ServiceUpdated,
@@ -284,6 +285,13 @@ def decide_remove_env_var(state: ServiceState, actor: Principal, key: str) -> li
     if key not in state.env:
         raise NotFound("environment variable not found", {"field": "key"})
     return [EnvVarRemoved(key=key)]
+
+
+def decide_control(
+    state: ServiceState, actor: Principal, *, action: str, environment_id: str | None
+) -> list[Event]:
+    require_service(state, actor, "deploy")
+    return [ServiceControlRequested(action=action, environment_id=environment_id)]
 
 
 def decide_delete_service(

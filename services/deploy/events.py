@@ -117,7 +117,21 @@ class ServiceDeleted(Event, frozen=True, kw_only=True, tag="service.deleted"):
     pass
 
 
-ServiceEvent = ServiceCreated | ServiceUpdated | EnvVarSet | EnvVarRemoved | ServiceDeleted
+class ServiceControlRequested(Event, frozen=True, kw_only=True, tag="service.control_requested"):
+    """Start, stop or restart the running release; the agents running it act on it."""
+
+    action: str  # start | stop | restart
+    environment_id: str | None = None  # None: every environment
+
+
+ServiceEvent = (
+    ServiceCreated
+    | ServiceUpdated
+    | EnvVarSet
+    | EnvVarRemoved
+    | ServiceDeleted
+    | ServiceControlRequested
+)
 
 
 # deployment.<id>

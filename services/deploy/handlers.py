@@ -329,6 +329,17 @@ async def delete_service(deps: DeployDeps, cmd: c.DeleteService, ctx: CommandCon
     )
 
 
+async def control_service(deps: DeployDeps, cmd: c.ControlService, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    return await _update(
+        deps,
+        ctx,
+        SERVICES,
+        cmd.service_id,
+        lambda s: d.decide_control(s, actor, action=cmd.action, environment_id=cmd.environment_id),
+    )
+
+
 async def set_env_var(deps: DeployDeps, cmd: c.SetEnvVar, ctx: CommandContext) -> Reply:
     actor = _actor(ctx)
     sealed = deps.box.seal(cmd.value.encode(), purpose=SECRET_ENV) if cmd.secret else None

@@ -436,3 +436,58 @@ async def test_build_scripts_report_steps_with_their_deployment_token(
         headers={"X-API-Key": token},
     )
     assert late.status == 409
+
+
+async def _instances(deployer: Deployer) -> list[dict[str, Any]]:
+    resp = await deployer.stack.client.get(
+        f"/v1/services/{deployer.service}/instances", headers=deployer.stack.auth()
+    )
+    result: list[dict[str, Any]] = await resp.json()
+    return result
+
+
+async def _eventually(check: Any, timeout: float = 30) -> None:
+    for _ in range(int(timeout * 10)):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("never came true")
+
+
+async def test_stop_start_and_restart_a_running_service(deployer: Deployer) -> None:
+    deployment = await deployer.ended((await deployer.start())["id"])
+    address = await _address(deployer, deployment["id"])
+    [before] = await _instances(deployer)
+    client, auth = deployer.stack.client, deployer.stack.auth()
+
+    async def status_of(url: str) -> int:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            return resp.status
+
+    resp = await client.post(f"/v1/services/{deployer.service}/stop", headers=auth)
+    assert resp.status == 202
+    await _eventually(lambda: _instances_are(deployer, 0))
+    assert await status_of(address) == 503
+
+    await client.post(f"/v1/services/{deployer.service}/start", headers=auth)
+    await _eventually(lambda: _instances_are(deployer, 1))
+    assert (await _get_text(address)).startswith("v1")
+    [started] = await _instances(deployer)
+    assert started["pid"] != before["pid"]
+
+    await client.post(
+        f"/v1/services/{deployer.service}/restart",
+        json={"environment_id": deployer.env},
+        headers=auth,
+    )
+
+    async def replaced() -> bool:
+        now = await _instances(deployer)
+        return len(now) == 1 and now[0]["pid"] != started["pid"]
+
+    await _eventually(replaced)
+    assert (await _get_text(address)).startswith("v1")
+
+
+async def _instances_are(deployer: Deployer, count: int) -> bool:
+    return len(await _instances(deployer)) == count
