@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -355,3 +355,84 @@ async def stop_service(request: web.Request) -> web.Response:
 )
 async def restart_service(request: web.Request) -> web.Response:
     return await _control(request, "restart")
+
+
+class EnvironmentHealth(msgspec.Struct, frozen=True, kw_only=True):
+    environment_id: str
+    status: str  # healthy | degraded | down
+    score: int  # 0-100
+    running: int
+    desired: int
+    restarts: int
+    reported_at: datetime | None
+
+
+class ServiceHealth(msgspec.Struct, frozen=True, kw_only=True):
+    service_id: str
+    status: str  # healthy | degraded | down | unknown (never deployed)
+    score: int
+    environments: list[EnvironmentHealth]
+
+
+# A report older than this says nothing about now (agents report every 5 s).
+STALE_SECONDS = 30.0
+
+
+def health_of(
+    environment_id: str,
+    reports: list[instance_state.InstanceReport],
+    desired: int,
+    now: datetime,
+) -> EnvironmentHealth:
+    """Score: the share of desired instances running and freshly reported, less 5
+    points per restart (at most 30)."""
+    fresh = [r for r in reports if (now - r.observed_at).total_seconds() < STALE_SECONDS]
+    running = sum(1 for r in fresh if r.status == "running")
+    restarts = sum(r.restarts for r in reports)
+    score = round(100 * min(running, desired) / desired) - min(30, 5 * restarts)
+    score = max(0, score if running else 0)
+    status = "down" if not running else "healthy" if score >= 90 else "degraded"
+    return EnvironmentHealth(
+        environment_id=environment_id,
+        status=status,
+        score=score,
+        running=running,
+        desired=desired,
+        restarts=restarts,
+        reported_at=max((r.observed_at for r in reports), default=None),
+    )
+
+
+@api.get(
+    "/v1/services/{id}/health",
+    summary="A service's health per environment, with a score",
+    response=ServiceHealth,
+)
+async def service_health(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    settings = request.app[keys.SETTINGS]
+    reports = await instance_state.of_service(
+        await instance_state.bucket(request.app[keys.NC].jetstream(), settings.namespace),
+        service.id,
+    )
+    deployed = await request.app[keys.POOL].fetch(
+        "SELECT DISTINCT environment_id FROM deploy.deployments WHERE service_id = $1"
+        " AND status IN ('succeeded', 'rolled_back')",
+        service.id,
+    )
+    now = datetime.now(UTC)
+    environments = [
+        health_of(env, [r for r in reports if r.environment_id == env], service.replicas, now)
+        for env in sorted(
+            {r["environment_id"] for r in deployed} | {r.environment_id for r in reports}
+        )
+    ]
+    if not environments:
+        return json_response(
+            ServiceHealth(service_id=service.id, status="unknown", score=0, environments=[])
+        )
+    score = min(e.score for e in environments)
+    worst = min(environments, key=lambda e: e.score).status
+    return json_response(
+        ServiceHealth(service_id=service.id, status=worst, score=score, environments=environments)
+    )

@@ -464,10 +464,18 @@ async def test_stop_start_and_restart_a_running_service(deployer: Deployer) -> N
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
             return resp.status
 
+    health = await (
+        await client.get(f"/v1/services/{deployer.service}/health", headers=auth)
+    ).json()
+    assert (health["status"], health["score"]) == ("healthy", 100)
     resp = await client.post(f"/v1/services/{deployer.service}/stop", headers=auth)
     assert resp.status == 202
     await _eventually(lambda: _instances_are(deployer, 0))
     assert await status_of(address) == 503
+    health = await (
+        await client.get(f"/v1/services/{deployer.service}/health", headers=auth)
+    ).json()
+    assert (health["status"], health["score"]) == ("down", 0)
 
     await client.post(f"/v1/services/{deployer.service}/start", headers=auth)
     await _eventually(lambda: _instances_are(deployer, 1))
