@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, gateway, lag
+from bench import appends, deploys, gateway, lag
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
@@ -39,7 +39,21 @@ async def _lag(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
     return await lag.run(servers.servers, work_dir, settings)
 
 
-BENCHMARKS: dict[str, Runner] = {"appends": _appends, "gateway": _gateway, "lag": _lag}
+async def _deploys(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
+    settings = (
+        deploys.Settings(sequential=4, by_hand=2, organizations=2, per_organization=3)
+        if quick
+        else deploys.Settings()
+    )
+    return await deploys.run(servers.servers, work_dir, settings)
+
+
+BENCHMARKS: dict[str, Runner] = {
+    "appends": _appends,
+    "gateway": _gateway,
+    "lag": _lag,
+    "deploys": _deploys,
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

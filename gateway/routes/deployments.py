@@ -126,7 +126,7 @@ def _may_see(principal: Principal, deployment: Deployment) -> bool:
     return principal.service_id is None or principal.service_id == deployment.service_id
 
 
-async def _get(request: web.Request, deployment_id: str) -> Deployment:
+async def get_visible_deployment(request: web.Request, deployment_id: str) -> Deployment:
     principal = principal_of(request)
     deployment = await fetch_deployment(request.app[keys.POOL], deployment_id)
     require_visible(principal, deployment.organization_id if deployment else None, "deployment")
@@ -252,12 +252,12 @@ async def service_history(request: web.Request) -> web.Response:
     response=Deployment,
 )
 async def get_deployment(request: web.Request) -> web.Response:
-    return json_response(await _get(request, request.match_info["id"]))
+    return json_response(await get_visible_deployment(request, request.match_info["id"]))
 
 
 @api.get("/v1/deployments/{id}/steps", summary="A deployment's steps", response=list[Step])
 async def list_steps(request: web.Request) -> web.Response:
-    deployment = await _get(request, request.match_info["id"])
+    deployment = await get_visible_deployment(request, request.match_info["id"])
     rows = await request.app[keys.POOL].fetch(
         "SELECT name, state, message, error_message, started_at, finished_at, duration_seconds"
         " FROM deploy.deployment_steps WHERE deployment_id = $1 ORDER BY seq",
@@ -273,7 +273,7 @@ async def list_steps(request: web.Request) -> web.Response:
     response=Deployment,
 )
 async def cancel(request: web.Request) -> web.Response:
-    deployment = await _get(request, request.match_info["id"])
+    deployment = await get_visible_deployment(request, request.match_info["id"])
     result = await send(
         request, "deploy", "cancel_deployment", c.CancelDeployment(deployment_id=deployment.id)
     )
@@ -290,7 +290,7 @@ async def cancel(request: web.Request) -> web.Response:
     status=201,
 )
 async def rollback(request: web.Request) -> web.Response:
-    deployment = await _get(request, request.match_info["id"])
+    deployment = await get_visible_deployment(request, request.match_info["id"])
     body = RollbackBody()
     if request.can_read_body:
         body = await read_json(request, RollbackBody)
@@ -315,7 +315,7 @@ async def rollback(request: web.Request) -> web.Response:
     status=202,
 )
 async def report_step(request: web.Request) -> web.Response:
-    deployment = await _get(request, request.match_info["id"])
+    deployment = await get_visible_deployment(request, request.match_info["id"])
     body = await read_json(request, StepReport)
     command = convert(
         {"deployment_id": deployment.id, **msgspec.structs.asdict(body)}, c.ReportStep
@@ -333,7 +333,7 @@ async def report_step(request: web.Request) -> web.Response:
     response=Deployment,
 )
 async def finish(request: web.Request) -> web.Response:
-    deployment = await _get(request, request.match_info["id"])
+    deployment = await get_visible_deployment(request, request.match_info["id"])
     body = FinishBody()
     if request.can_read_body:
         body = await read_json(request, FinishBody)

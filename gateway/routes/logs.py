@@ -25,8 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gateway import keys
-from gateway.routes.deployments import Deployment
-from gateway.routes.deployments import _get as get_visible_deployment
+from gateway.routes.deployments import Deployment, get_visible_deployment
 from gateway.routes.live import (
     TERMINAL,
     LiveEvent,
@@ -36,6 +35,7 @@ from gateway.routes.live import (
     failure_reason,
     response_headers,
 )
+from gateway.routes.services import get_visible_service
 from gateway.routing import Api, convert, json_response
 from services.deploy import logs
 
@@ -351,3 +351,30 @@ def _change(live: LiveEvent, reason: str | None) -> StatusChange:
         event=live.type,
         reason=reason,
     )
+
+
+class ServiceLogs(msgspec.Struct, frozen=True, kw_only=True):
+    service_id: str
+    # `step` holds the instance that printed the line.
+    lines: list[logs.LogLine]
+
+
+@api.get(
+    "/v1/services/{id}/logs",
+    summary="What a service's running instances printed (?tail=N, newest last)",
+    response=ServiceLogs,
+)
+async def service_logs(request: web.Request) -> web.StreamResponse:
+    service = await get_visible_service(request, request.match_info["id"])
+    query = convert(
+        {k: v for k, v in request.query.items() if k in LogsQuery.__struct_fields__}, LogsQuery
+    )
+    reader = _Reader(
+        request.app[keys.NC].jetstream(), request.app[keys.SETTINGS].namespace, service.id
+    )
+    try:
+        await reader.open()
+        lines = await reader.stored(query.tail)
+    finally:
+        await reader.close()
+    return json_response(ServiceLogs(service_id=service.id, lines=[line for _, line in lines]))

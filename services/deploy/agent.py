@@ -115,7 +115,7 @@ class Agent:
         self.bus = CommandBus(nc, namespace=settings.namespace, timeout=30)
         self.work = Path(settings.work_dir).absolute()
         self.proxies = ProxyTable(settings.proxy_host)
-        self.supervisor = InstanceSupervisor(self.work / "instances")
+        self.supervisor = InstanceSupervisor(self.work / "instances", on_log=self._instance_line)
         self._routes_path = self.work / "routes.json"
         self.routes: dict[str, Route] = {}
         self._route_locks: dict[str, asyncio.Lock] = {}
@@ -569,6 +569,17 @@ class Agent:
                 await instance_state.remove(
                     self._reports, f"{service_id}.{environment_id}.{instance_id}"
                 )
+
+    async def _instance_line(self, instance_id: str, line: str) -> None:
+        """A running instance's output goes to its service's log (`logs.<service_id>`)."""
+        for key, route in self.routes.items():
+            if instance_id in route.instances:
+                service_id = key.split(":", 1)[0]
+                writer = logs.LogWriter(self.js, self.namespace, service_id)
+                writer.step = instance_id
+                with contextlib.suppress(nats.errors.Error):
+                    await writer.write(line, _now())
+                return
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -28,6 +28,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", str(len(body)))
         self.end_headers(); self.wfile.write(body)
     def log_message(self, *args): pass
+print("serving", VERSION, "on", os.environ["PORT"], flush=True)
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
@@ -179,6 +180,14 @@ async def test_a_git_repository_is_deployed_and_served_at_its_stable_address(
     )
     [instance] = await resp.json()
     assert instance["address"] == address and instance["release_id"] == deployment["release_id"]
+
+    async def printed() -> bool:
+        resp = await deployer.stack.client.get(
+            f"/v1/services/{deployer.service}/logs", headers=deployer.stack.auth()
+        )
+        return any(line["line"].startswith("serving v1") for line in (await resp.json())["lines"])
+
+    await _eventually(printed)
     assert instance["pid"] > 0 and instance["memory_rss"] > 0 and instance["restarts"] == 0
     logs = await deployer.stack.client.get(
         f"/v1/deployments/{deployment['id']}/logs", headers=deployer.stack.auth()
