@@ -337,11 +337,13 @@ async def _processes(
         **suite.environ(),
         **QUIET,
         "DEPLOYFORGE_MAX_RUNNING_DEPLOYMENTS": str(settings.max_running),
+        "DEPLOYFORGE_LOG_LEVEL": "info",
     }
     agent_env = {
         **suite.environ(),
         **QUIET,
         "DEPLOYFORGE_AGENT_ID": "bench-agent",
+        "DEPLOYFORGE_LOG_LEVEL": "info",
         "DEPLOYFORGE_WORK_DIR": str(agent_dir),
         # Stopping the agent stops every instance it started: nothing outlives the run.
         "DEPLOYFORGE_DETACH_ON_STOP": "false",

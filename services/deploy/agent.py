@@ -39,7 +39,7 @@ from libs.ids import new_id
 from libs.lifecycle import run_until_signalled
 from libs.messaging import CommandBus
 from libs.settings import CoreSettings, load_settings
-from services.deploy import instance_state, jobs, logs
+from services.deploy import instance_state, jobs, logs, manifest
 from services.deploy.commands import JobSpec
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec, InstanceSupervisor
@@ -299,9 +299,11 @@ class Agent:
             source = releases / release_id
 
             async def reuse() -> None:
+                nonlocal spec
                 if not source.is_dir():
                     raise StepFailed("fetch", f"release {release_id} is no longer kept")
                 await line(f"reusing release {release_id}: no fetch, no build")
+                spec = await _with_manifest(spec, source, line)
 
             await step("fetch", reuse)
         else:
@@ -309,7 +311,7 @@ class Agent:
             source = releases / release_id
 
             async def fetch() -> None:
-                nonlocal commit
+                nonlocal commit, spec
                 try:
                     commit = await checkout(
                         spec.repository_url,
@@ -323,6 +325,7 @@ class Agent:
                     raise StepFailed("fetch", str(exc)) from None
                 await line(f"checked out {spec.ref} at {commit}")
                 (source / ".deployforge-commit").write_text(commit)
+                spec = await _with_manifest(spec, source, line)
 
             await step("fetch", fetch)
 
@@ -725,6 +728,21 @@ class Agent:
         except DomainError as exc:
             # Cancelled meanwhile: the deployment already ended.
             log.info("finish_refused", deployment_id=deployment_id, reason=exc.message)
+
+
+async def _with_manifest(
+    spec: JobSpec, source: Path, line: Callable[[str], Awaitable[None]]
+) -> JobSpec:
+    """The job as the checkout's deployforge.yml says, if it has one."""
+    try:
+        found = manifest.load(source)
+    except manifest.ManifestInvalid as exc:
+        raise StepFailed("fetch", str(exc)) from None
+    if found is None:
+        return spec
+    name, declared = found
+    await line(f"using {name}")
+    return manifest.apply(spec, declared)
 
 
 class _ControlRequest(msgspec.Struct):

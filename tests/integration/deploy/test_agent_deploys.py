@@ -508,3 +508,31 @@ async def test_stop_start_and_restart_a_running_service(deployer: Deployer) -> N
 
 async def _instances_are(deployer: Deployer, count: int) -> bool:
     return len(await _instances(deployer)) == count
+
+
+async def test_a_deployforge_yml_in_the_repository_says_how_to_build_and_run(
+    deployer: Deployer, repo: Path
+) -> None:
+    (repo / "start.py").write_text(
+        "import os, runpy\nos.environ['GREETING'] = 'from-yml'\nrunpy.run_path('app.py')\n"
+    )
+    (repo / "deployforge.yml").write_text(
+        "build_command: python build.py\n"
+        "run_command: [python, start.py]\n"
+        "health_check_path: /health\n"
+        "env:\n  GREETING: overridden-by-the-service\n"
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "manifest")
+    deployment = await deployer.ended((await deployer.start())["id"])
+    assert deployment["status"] == "succeeded", deployment
+    address = await _address(deployer, deployment["id"])
+    # start.py (the manifest's run command) ran; it set its own greeting.
+    assert await _get_text(address) == "v1 built=True greeting=from-yml"
+
+    (repo / "deployforge.yml").write_text("replicas: many\n")
+    _git(repo, "commit", "-qam", "broken manifest")
+    broken = await deployer.ended((await deployer.start())["id"])
+    assert broken["status"] == "failed"
+    assert "$.replicas" in broken["failure_reason"]
+    assert (await _get_text(address)).endswith("greeting=from-yml")
