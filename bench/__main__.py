@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench import appends, deploys, gateway, lag
 from bench.machine import ROOT, facts, load_average
-from bench.report import Table, render_text, results_section, write_results
+from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
 
 Runner = Callable[[BenchServers, Path, bool], Awaitable[Table]]
@@ -120,7 +120,11 @@ async def run(args: argparse.Namespace) -> int:
     ]
     if args.quick or args.no_write:
         return 1 if failed else 0
-    write_results(args.output, results_section(machine, tables))
+    # With --only, the other benchmarks' latest tables stay, marked with their run.
+    kept = kept_tables(args.output, tables) if args.only else []
+    if kept:
+        machine.append(("Tables kept from an earlier run", ", ".join(str(n) for n, _ in kept)))
+    write_results(args.output, results_section(machine, tables, kept))
     print(f"results written to {args.output}")
     return 1 if failed else 0
 

@@ -337,13 +337,11 @@ async def _processes(
         **suite.environ(),
         **QUIET,
         "DEPLOYFORGE_MAX_RUNNING_DEPLOYMENTS": str(settings.max_running),
-        "DEPLOYFORGE_LOG_LEVEL": "info",
     }
     agent_env = {
         **suite.environ(),
         **QUIET,
         "DEPLOYFORGE_AGENT_ID": "bench-agent",
-        "DEPLOYFORGE_LOG_LEVEL": "info",
         "DEPLOYFORGE_WORK_DIR": str(agent_dir),
         # Stopping the agent stops every instance it started: nothing outlives the run.
         "DEPLOYFORGE_DETACH_ON_STOP": "false",
@@ -739,6 +737,12 @@ def _table(o: Outcome, settings: Settings) -> Table:
             f"Organization {n}: queue order kept: {_yes(created)} (started in created order; "
             f"in queued order: {_yes(queued)}; dispatched in queued order: {_yes(dispatched)}; "
             f"queued in created order: {_yes(arrival)})."
+        )
+    if len(s.round_trip) >= 10:
+        notes.append(
+            "POST round trip of the first 5 sequential deployments "
+            f"{fmt(_median(s.round_trip[:5]), 1)} ms (p50), of the last 5 "
+            f"{fmt(_median(s.round_trip[-5:]), 1)} ms."
         )
     notes.append(
         f"The sequential organization's dispatch queue (dispatch.<org>) held "

@@ -69,13 +69,58 @@ def render_markdown(table: Table) -> str:
     return "\n".join(out)
 
 
-def results_section(machine: list[tuple[str, str]], tables: list[Table]) -> str:
-    """The generated block: machine facts, then one table per benchmark."""
+def _number(title: str) -> int | None:
+    """The benchmark number a table title starts with ("3. Command to ..." -> 3)."""
+    head, dot, _ = title.partition(".")
+    return int(head) if dot and head.strip().isdigit() else None
+
+
+def kept_tables(path: Path, tables: list[Table]) -> list[tuple[int, str]]:
+    """The Markdown of the tables in `path`'s results that `tables` does not replace.
+
+    A run of some benchmarks only (`--only`) keeps the others' latest figures,
+    each marked with the run it comes from (the date and commit of that run).
+    """
+    text = path.read_text() if path.exists() else ""
+    start, end = text.find(START), text.find(END)
+    if start == -1 or end < start:
+        return []
+    section = text[start + len(START) : end]
+    facts = dict(
+        (cells[1].strip(), cells[2].strip())
+        for line in section.splitlines()
+        if len(cells := line.split("|")) == 4
+    )
+    origin = f"{facts.get('Date', 'an earlier run')}, commit {facts.get('Commit', '?')}"
+    rerun = {_number(t.title) for t in tables}
+    kept = []
+    for block in section.split("\n### ")[1:]:
+        title = block.split("\n", 1)[0]
+        number = _number(title)
+        if number is None or number in rerun:
+            continue
+        body = f"### {block}".rstrip()
+        if "Kept from the run of" not in body:
+            body += f"\n- Kept from the run of {origin} (not rerun since)."
+        kept.append((number, body))
+    return kept
+
+
+def results_section(
+    machine: list[tuple[str, str]],
+    tables: list[Table],
+    kept: list[tuple[int, str]] | None = None,
+) -> str:
+    """The generated block: machine facts, then one table per benchmark.
+
+    `kept`: (number, Markdown) of earlier tables to keep, in number order with the new ones.
+    """
     out = [START, "", "## Latest results", "", "Written by `make bench`; do not edit by hand.", ""]
     out += ["| Machine | |", "|---|---|"]
     out += [f"| {key} | {value} |" for key, value in machine]
-    for table in tables:
-        out += ["", render_markdown(table)]
+    blocks = [(_number(t.title) or 0, render_markdown(t)) for t in tables] + (kept or [])
+    for _, block in sorted(blocks, key=lambda b: b[0]):
+        out += ["", block]
     out += ["", END]
     return "\n".join(out)
 

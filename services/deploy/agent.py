@@ -41,6 +41,7 @@ from libs.messaging import CommandBus
 from libs.settings import CoreSettings, load_settings
 from services.deploy import instance_state, jobs, logs, manifest
 from services.deploy.commands import JobSpec
+from services.deploy.events import PipelineStepSpec
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec, InstanceSupervisor
 from services.deploy.proxy import ProxyTable
@@ -350,6 +351,11 @@ class Agent:
                     raise StepFailed("build", f"the build command exited with {code}")
 
             await step("build", build)
+            for pipeline_step in spec.pipeline_steps:
+                await step(
+                    pipeline_step.name,
+                    self._pipeline_step(spec, pipeline_step, source, line, cancel),
+                )
         if commit is None and (source / ".deployforge-commit").exists():
             commit = (source / ".deployforge-commit").read_text().strip()
 
@@ -452,6 +458,36 @@ class Agent:
         await self._report_instances()
         await step("cleanup", cleanup)
         return commit, release_id, f"http://{self.settings.proxy_host}:{route.listen_port}"
+
+    def _pipeline_step(
+        self,
+        spec: JobSpec,
+        pipeline_step: PipelineStepSpec,
+        source: Path,
+        line: Callable[[str], Awaitable[None]],
+        cancel: asyncio.Event,
+    ) -> Callable[[], Awaitable[None]]:
+        """A pipeline's step: its command in the checkout, with the run's parameters."""
+
+        async def run() -> None:
+            parameters = {f"PARAM_{k.upper()}": v for k, v in spec.parameters.items()}
+            env = {**_base_env(source), **spec.env, **self._script_env(spec), **parameters}
+            try:
+                code = await run_step(
+                    pipeline_step.command,
+                    cwd=source,
+                    env=env,
+                    on_line=line,
+                    cancel=cancel,
+                    timeout=self.settings.build_timeout_seconds,
+                    pgid_file=self.work / "steps" / f"{spec.deployment_id}.pgid",
+                )
+            except StepTimedOut:
+                raise StepFailed(pipeline_step.name, "the step timed out") from None
+            if code != 0:
+                raise StepFailed(pipeline_step.name, f"{pipeline_step.name} exited with {code}")
+
+        return run
 
     def _script_env(self, spec: JobSpec) -> dict[str, str]:
         """What a build script needs to report its own steps (fastDeploy)."""

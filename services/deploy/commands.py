@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from services.deploy.events import PipelineStepSpec
+
 Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
 Slug = Annotated[
@@ -119,6 +121,34 @@ class ControlService(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
     environment_id: Id | None = None
 
 
+class PipelineStepBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+    command: CommandLine
+
+
+class CreatePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    service_id: Id
+    name: Name
+    steps: Annotated[list[PipelineStepBody], Meta(min_length=1, max_length=20)]
+
+
+class DeletePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pipeline_id: Id
+
+
+ParameterValue = str | int | float | bool
+
+
+class RunPipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pipeline_id: Id
+    environment_id: Id
+    branch: Annotated[str, Meta(min_length=1, max_length=255)] | None = None
+    parameters: Annotated[
+        dict[Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], ParameterValue],
+        Meta(max_length=50),
+    ] = {}
+
+
 class SetEnvVar(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     service_id: Id
     key: Annotated[str, Meta(min_length=1, max_length=128)]
@@ -214,3 +244,6 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     reuse_release_id: str | None = None
     # For the deployment's own scripts to report steps with (fastDeploy).
     deployment_token: str | None = None
+    # A pipeline run: its steps, run after the build, and its parameters.
+    pipeline_steps: list[PipelineStepSpec] = []
+    parameters: dict[str, str] = {}

@@ -28,6 +28,9 @@ from services.deploy.events import (
     EnvironmentUpdated,
     EnvVarRemoved,
     EnvVarSet,
+    PipelineCreated,
+    PipelineDeleted,
+    PipelineStepSpec,
     ProjectCreated,
     ProjectDeleted,
     ProjectSlugClaimed,
@@ -319,6 +322,7 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
     release_id: str | None = None
     rollback_of: str | None = None
     replaces: str | None = None
+    pipeline_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -336,6 +340,7 @@ def evolve_deployment(state: DeploymentState, event: Event) -> DeploymentState:
                 environment_id=event.environment_id,
                 rollback_of=event.rollback_of,
                 replaces=event.replaces,
+                pipeline_id=event.pipeline_id,
             )
         case DeploymentQueued():
             return replace(state, status="queued")
@@ -490,6 +495,63 @@ def decide_rolled_back(state: DeploymentState, by_deployment_id: str) -> list[Ev
     if state.status != "succeeded":
         return []
     return [DeploymentRolledBack(by_deployment_id=by_deployment_id)]
+
+
+# --- pipeline -----------------------------------------------------------------------------
+
+
+class PipelineState(msgspec.Struct, frozen=True, kw_only=True):
+    pipeline_id: str | None = None
+    organization_id: str | None = None
+    service_id: str | None = None
+    steps: tuple[PipelineStepSpec, ...] = ()
+    deleted: bool = False
+
+    @property
+    def exists(self) -> bool:
+        return self.pipeline_id is not None and not self.deleted
+
+
+def evolve_pipeline(state: PipelineState, event: Event) -> PipelineState:
+    match event:
+        case PipelineCreated():
+            return PipelineState(
+                pipeline_id=event.pipeline_id,
+                organization_id=event.organization_id,
+                service_id=event.service_id,
+                steps=tuple(event.steps),
+            )
+        case PipelineDeleted():
+            return msgspec.structs.replace(state, deleted=True)
+    return state
+
+
+def decide_create_pipeline(
+    state: PipelineState, service: ServiceState, actor: Principal, created: PipelineCreated
+) -> list[Event]:
+    require_service(service, actor, "write")
+    if state.pipeline_id is not None:
+        raise Conflict("pipeline already exists")
+    names = [step.name for step in created.steps]
+    if len(set(names)) != len(names):
+        raise ValidationFailed("step names must be unique", "$.steps")
+    reserved = {"fetch", "build", "start", "health_check", "switch", "cleanup"} & set(names)
+    if reserved:
+        raise ValidationFailed(f"{', '.join(sorted(reserved))}: the agent's own steps", "$.steps")
+    return [created]
+
+
+def require_pipeline(state: PipelineState, actor: Principal, scope: str) -> None:
+    if not state.exists:
+        raise NotFound("pipeline not found")
+    require(actor, scope, state.organization_id)
+    if actor.service_id is not None and actor.service_id != state.service_id:
+        raise NotFound("pipeline not found")
+
+
+def decide_delete_pipeline(state: PipelineState, actor: Principal) -> list[Event]:
+    require_pipeline(state, actor, "write")
+    return [PipelineDeleted()]
 
 
 # --- dispatch: the organization's queue ---------------------------------------------------

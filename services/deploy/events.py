@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from libs.events import Event, EventCodec
 from libs.eventstore import StreamSpec
 
 STREAM = StreamSpec(
     context="deploy",
-    aggregates=("environment", "project", "service", "deployment", "dispatch", "project_slug"),
+    aggregates=(
+        "environment",
+        "project",
+        "service",
+        "deployment",
+        "dispatch",
+        "project_slug",
+        "pipeline",
+    ),
 )
 
 
@@ -212,6 +222,27 @@ DeploymentEvent = (
 )
 
 
+# pipeline.<id>: named ordered steps for a service; a run is a deployment of them.
+class PipelineStepSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    command: list[str]
+
+
+class PipelineCreated(Event, frozen=True, kw_only=True, tag="pipeline.created"):
+    pipeline_id: str
+    organization_id: str
+    service_id: str
+    name: str
+    steps: list[PipelineStepSpec]
+
+
+class PipelineDeleted(Event, frozen=True, kw_only=True, tag="pipeline.deleted"):
+    pass
+
+
+PipelineEvent = PipelineCreated | PipelineDeleted
+
+
 # dispatch.<organization_id>: the organization's queue and running slots.
 class SlotQueued(Event, frozen=True, kw_only=True, tag="dispatch.queued"):
     deployment_id: str
@@ -237,4 +268,5 @@ CODECS: dict[str, EventCodec[Event]] = {
     "service": EventCodec(ServiceEvent),
     "deployment": EventCodec(DeploymentEvent),
     "dispatch": EventCodec(DispatchEvent),
+    "pipeline": EventCodec(PipelineEvent),
 }

@@ -35,6 +35,8 @@ from services.deploy.events import (
     DeploymentDispatched,
     DeploymentQueued,
     EnvironmentCreated,
+    PipelineCreated,
+    PipelineStepSpec,
     ProjectCreated,
     ServiceCreated,
     SlotQueued,
@@ -54,6 +56,7 @@ SERVICES = AggregateType("service", CODECS["service"], d.ServiceState(), d.evolv
 DEPLOYMENTS = AggregateType(
     "deployment", CODECS["deployment"], d.DeploymentState(), d.evolve_deployment
 )
+PIPELINES = AggregateType("pipeline", CODECS["pipeline"], d.PipelineState(), d.evolve_pipeline)
 DISPATCH = AggregateType("dispatch", CODECS["dispatch"], d.DispatchState(), d.evolve_dispatch)
 
 CREDENTIALS = "environment-credentials"
@@ -461,6 +464,7 @@ async def _create(
     config: dict[str, Any],
     rollback_of: str | None = None,
     replaces: str | None = None,
+    pipeline_id: str | None = None,
 ) -> Reply:
     actor = _actor(ctx)
     service, _ = await load_state(deps.store, SERVICES, service_id)
@@ -482,6 +486,7 @@ async def _create(
         config=config,
         rollback_of=rollback_of,
         replaces=replaces,
+        pipeline_id=pipeline_id,
     )
     events = d.decide_create_deployment(
         d.DeploymentState(),
@@ -607,7 +612,7 @@ async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) 
     service, _ = await load_state(deps.store, SERVICES, deployment.service_id or "")
     row = await deps.pool.fetchrow(
         "SELECT s.repository_url, s.build_command, s.run_command, s.port, s.health_check_path,"
-        " s.replicas, d.ref, d.strategy FROM deploy.services s"
+        " s.replicas, d.ref, d.strategy, d.config FROM deploy.services s"
         " JOIN deploy.deployments d ON d.service_id = s.id WHERE d.id = $1",
         cmd.deployment_id,
     )
@@ -633,8 +638,29 @@ async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) 
         env={key: _reveal(deps, var) for key, var in service.env.items()},
         reuse_release_id=reuse,
         deployment_token=await _deployment_token(deps, deployment, ctx),
+        **await _pipeline_run(deps, deployment, row["config"]),
     )
     return Reply(result=spec, position=reply.position)
+
+
+async def _pipeline_run(
+    deps: DeployDeps, deployment: d.DeploymentState, config: dict[str, Any]
+) -> dict[str, Any]:
+    if deployment.pipeline_id is None:
+        return {}
+    pipeline, _ = await load_state(deps.store, PIPELINES, deployment.pipeline_id)
+    parameters = config.get("parameters", {})
+    return {
+        "pipeline_steps": list(pipeline.steps),
+        "parameters": {k: _parameter(v) for k, v in parameters.items()},
+    }
+
+
+def _parameter(value: object) -> str:
+    # Steps read parameters from their environment: spelled as a shell would expect.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 async def _deployment_token(
@@ -729,3 +755,57 @@ async def service_env(deps: DeployDeps, cmd: c.ServiceEnv, ctx: CommandContext) 
     if not service.exists:
         raise NotFound("service not found")
     return Reply(result={key: _reveal(deps, var) for key, var in service.env.items()})
+
+
+# --- pipelines ----------------------------------------------------------------------------
+
+
+async def create_pipeline(deps: DeployDeps, cmd: c.CreatePipeline, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    service, _ = await load_state(deps.store, SERVICES, cmd.service_id)
+    pipeline_id = new_id("ppl")
+    created = PipelineCreated(
+        pipeline_id=pipeline_id,
+        organization_id=service.organization_id or "",
+        service_id=cmd.service_id,
+        name=cmd.name,
+        steps=[
+            PipelineStepSpec(
+                name=step.name, command=parse_command(step.command, f"$.steps[{n}].command")
+            )
+            for n, step in enumerate(cmd.steps)
+        ],
+    )
+    events = d.decide_create_pipeline(d.PipelineState(), service, actor, created)
+    seq = await deps.store.append(
+        "pipeline",
+        pipeline_id,
+        events,
+        expected_version=0,
+        context=_ectx(ctx, service.organization_id),
+    )
+    return Reply(result=c.Created(id=pipeline_id), position=_position(seq))
+
+
+async def delete_pipeline(deps: DeployDeps, cmd: c.DeletePipeline, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    return await _update(
+        deps, ctx, PIPELINES, cmd.pipeline_id, lambda s: d.decide_delete_pipeline(s, actor)
+    )
+
+
+async def run_pipeline(deps: DeployDeps, cmd: c.RunPipeline, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    pipeline, _ = await load_state(deps.store, PIPELINES, cmd.pipeline_id)
+    d.require_pipeline(pipeline, actor, "deploy")
+    return await _create(
+        deps,
+        ctx,
+        service_id=pipeline.service_id or "",
+        environment_id=cmd.environment_id,
+        ref=cmd.branch,
+        strategy="blue-green",
+        notify_channels=[],
+        config={"parameters": dict(cmd.parameters)},
+        pipeline_id=cmd.pipeline_id,
+    )

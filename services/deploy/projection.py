@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 from libs.events import Event, Recorded
 from libs.projections import Projection
@@ -28,6 +29,8 @@ from services.deploy.events import (
     EnvironmentUpdated,
     EnvVarRemoved,
     EnvVarSet,
+    PipelineCreated,
+    PipelineDeleted,
     ProjectCreated,
     ProjectDeleted,
     ProjectUpdated,
@@ -208,6 +211,19 @@ class DeployProjection(Projection):
                     event.value,
                     at,
                 )
+            case PipelineCreated():
+                await conn.execute(
+                    "INSERT INTO pipelines (id, organization_id, service_id, name, steps,"
+                    " created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    event.pipeline_id,
+                    event.organization_id,
+                    event.service_id,
+                    event.name,
+                    msgspec.to_builtins(event.steps),
+                    at,
+                )
+            case PipelineDeleted():
+                await conn.execute("UPDATE pipelines SET deleted_at = $2 WHERE id = $1", agg_id, at)
             case EnvVarRemoved():
                 await conn.execute(
                     "DELETE FROM env_vars WHERE service_id = $1 AND key = $2", agg_id, event.key

@@ -109,3 +109,14 @@ CREATE TABLE IF NOT EXISTS deployment_steps (
 
 -- Added after the first release: existing read models gain the columns in place.
 ALTER TABLE deployments ADD COLUMN IF NOT EXISTS address text;
+
+CREATE TABLE IF NOT EXISTS pipelines (
+    id              text PRIMARY KEY,
+    organization_id text NOT NULL,
+    service_id      text NOT NULL,
+    name            text NOT NULL,
+    steps           jsonb NOT NULL,
+    created_at      timestamptz NOT NULL,
+    deleted_at      timestamptz
+);
+CREATE INDEX IF NOT EXISTS pipelines_org ON pipelines (organization_id, created_at);

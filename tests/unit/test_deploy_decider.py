@@ -12,6 +12,7 @@ from libs.errors import AuthorizationDenied, Conflict, NotFound, ValidationFaile
 from libs.events import Event
 from libs.principal import Principal
 from services.deploy import decider as d
+from services.deploy import events as ev
 from services.deploy.events import (
     DeploymentCancelled,
     DeploymentCreated,
@@ -1221,3 +1222,50 @@ def test_seven_services_with_a_limit_of_five_run_five_and_queue_two_in_order() -
     ]
     assert sorted(state.running) == ["dep_2", "dep_4", "dep_5", "dep_6", "dep_7"]
     assert d.queue_positions(state) == {}
+
+
+# --- pipelines ----------------------------------------------------------------------------
+
+
+def _pipeline(*names: str) -> ev.PipelineCreated:
+    return ev.PipelineCreated(
+        pipeline_id="ppl_1",
+        organization_id="org_1",
+        service_id="svc_1",
+        name="release",
+        steps=[ev.PipelineStepSpec(name=n, command=["true"]) for n in names],
+    )
+
+
+LIVE_SERVICE = d.ServiceState(service_id="svc_1", organization_id="org_1", project_id="prj_1")
+
+
+def test_a_pipeline_is_created_by_a_writer() -> None:
+    writer = Principal(user_id="usr_w", memberships={"org_1": "deployer"})
+    created = _pipeline("tests", "migrate")
+    assert d.decide_create_pipeline(d.PipelineState(), LIVE_SERVICE, writer, created) == [created]
+
+
+@pytest.mark.parametrize("names", [("tests", "tests"), ("build",), ("tests", "switch")])
+def test_pipeline_step_names_are_unique_and_not_the_agents_own(names: tuple[str, ...]) -> None:
+    owner = Principal(user_id="usr_o", memberships={"org_1": "owner"})
+    with pytest.raises(ValidationFailed) as raised:
+        d.decide_create_pipeline(d.PipelineState(), LIVE_SERVICE, owner, _pipeline(*names))
+    assert raised.value.details.get("field") == "$.steps"
+
+
+def test_a_viewer_cannot_create_a_pipeline_and_an_outsider_cannot_see_the_service() -> None:
+    with pytest.raises(AuthorizationDenied):
+        d.decide_create_pipeline(
+            d.PipelineState(),
+            LIVE_SERVICE,
+            Principal(user_id="usr_v", memberships={"org_1": "viewer"}),
+            _pipeline("tests"),
+        )
+    with pytest.raises(NotFound):
+        d.decide_create_pipeline(
+            d.PipelineState(),
+            LIVE_SERVICE,
+            Principal(user_id="usr_x", memberships={"org_2": "owner"}),
+            _pipeline("tests"),
+        )

@@ -536,3 +536,73 @@ async def test_a_deployforge_yml_in_the_repository_says_how_to_build_and_run(
     assert broken["status"] == "failed"
     assert "$.replicas" in broken["failure_reason"]
     assert (await _get_text(address)).endswith("greeting=from-yml")
+
+
+async def test_a_pipeline_run_is_a_deployment_of_its_steps(
+    deployer: Deployer, repo: Path, workspace: Path
+) -> None:
+    out = workspace / "pipeline-out"
+    (repo / "check.py").write_text(
+        "import os, pathlib, sys\n"
+        f"pathlib.Path({str(out)!r}).write_text(os.environ['PARAM_SKIP_TESTS'] + ' '"
+        " + os.environ['PARAM_REGION'])\n"
+        "sys.exit(int(os.environ.get('PARAM_FAIL', '0')))\n"
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "checks")
+    client, auth = deployer.stack.client, deployer.stack.auth()
+    resp = await client.post(
+        f"/v1/services/{deployer.service}/pipelines",
+        json={
+            "name": "release",
+            "steps": [
+                {"name": "unit-tests", "command": "python check.py"},
+                {"name": "migrate", "command": ["python", "-c", "pass"]},
+            ],
+        },
+        headers=auth,
+    )
+    assert resp.status == 201, await resp.text()
+    pipeline = await resp.json()
+    env_name = (await (await client.get(f"/v1/environments/{deployer.env}", headers=auth)).json())[
+        "name"
+    ]
+    # The platform API's shape: the environment by name, parameters of any scalar type.
+    run = await client.post(
+        f"/v1/pipelines/{pipeline['id']}/run",
+        json={
+            "branch": "main",
+            "environment": env_name,
+            "parameters": {"skip_tests": False, "region": "eu"},
+        },
+        headers=auth,
+    )
+    assert run.status == 201, await run.text()
+    deployment = await deployer.ended((await run.json())["id"])
+    assert deployment["status"] == "succeeded", deployment
+    names = [name for name, _ in await deployer.steps(deployment["id"])]
+    assert names == [
+        "fetch",
+        "build",
+        "unit-tests",
+        "migrate",
+        "start",
+        "health_check",
+        "switch",
+        "cleanup",
+    ]
+    assert out.read_text() == "false eu"
+
+    failing = await client.post(
+        f"/v1/pipelines/{pipeline['id']}/run",
+        json={
+            "environment_id": deployer.env,
+            "parameters": {"skip_tests": True, "region": "us", "fail": 2},
+        },
+        headers=auth,
+    )
+    failed = await deployer.ended((await failing.json())["id"])
+    assert failed["status"] == "failed"
+    assert ("unit-tests", "failure") in await deployer.steps(failed["id"])
+    listed = await (await client.get("/v1/pipelines", headers=auth)).json()
+    assert [p["id"] for p in listed["items"]] == [pipeline["id"]]

@@ -1,0 +1,162 @@
+"""Pipelines (the platform API): named ordered steps for a service; a run is a deployment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from gateway import keys
+from gateway.commands import caught_up, send
+from gateway.middleware import principal_of
+from gateway.pagination import Page, fetch_page
+from gateway.routes.deployments import Deployment, fetch_deployment
+from gateway.routes.services import get_visible_service
+from gateway.routing import Api, convert, json_response, read_json
+from gateway.scoping import request_org, require_visible
+from libs.errors import NotFound, ValidationFailed
+from services.deploy import commands as c
+
+api = Api("pipelines")
+
+
+class Pipeline(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    organization_id: str
+    service_id: str
+    name: str
+    steps: list[dict[str, Any]]
+    created_at: datetime
+
+
+class PipelineBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: c.Name
+    steps: list[c.PipelineStepBody]
+
+
+class RunBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # The environment by id, or by name as the platform API sends it.
+    environment_id: c.Id | None = None
+    environment: str | None = None
+    branch: str | None = None
+    parameters: dict[str, c.ParameterValue] = {}
+
+
+_COLUMNS = "id, organization_id, service_id, name, steps, created_at"
+
+
+async def fetch_pipeline(pool: asyncpg.Pool, pipeline_id: str) -> Pipeline | None:
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM deploy.pipelines WHERE id = $1 AND deleted_at IS NULL",  # noqa: S608
+        pipeline_id,
+    )
+    return Pipeline(**dict(row)) if row else None
+
+
+async def _get(request: web.Request, pipeline_id: str) -> Pipeline:
+    principal = principal_of(request)
+    pipeline = await fetch_pipeline(request.app[keys.POOL], pipeline_id)
+    require_visible(principal, pipeline.organization_id if pipeline else None, "pipeline")
+    assert pipeline is not None
+    if principal.service_id is not None and principal.service_id != pipeline.service_id:
+        raise NotFound("pipeline not found")
+    return pipeline
+
+
+@api.post(
+    "/v1/services/{id}/pipelines",
+    summary="Create a pipeline for a service",
+    scope="write",
+    body=PipelineBody,
+    response=Pipeline,
+    status=201,
+)
+async def create_pipeline(request: web.Request) -> web.Response:
+    service = await get_visible_service(request, request.match_info["id"])
+    body = await read_json(request, PipelineBody)
+    command = convert({"service_id": service.id, **msgspec.to_builtins(body)}, c.CreatePipeline)
+    result = await send(request, "deploy", "create_pipeline", command)
+    created = msgspec.json.decode(result.data, type=c.Created)
+    await caught_up(request, result)
+    pipeline = await fetch_pipeline(request.app[keys.POOL], created.id)
+    return json_response(
+        pipeline or {"id": created.id},
+        status=201,
+        headers={"Location": f"/v1/pipelines/{created.id}"},
+    )
+
+
+@api.get("/v1/organizations/{org_id}/pipelines", summary="List pipelines", response=Page[Pipeline])
+@api.get("/v1/pipelines", summary="List pipelines (default organization)", response=Page[Pipeline])
+async def list_pipelines(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    org = request_org(request, principal)
+    page = await fetch_page(
+        request,
+        f"SELECT {_COLUMNS} FROM deploy.pipelines WHERE organization_id = $1"  # noqa: S608
+        " AND deleted_at IS NULL AND ($2::text IS NULL OR service_id = $2)"
+        " AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))"
+        " ORDER BY created_at, id LIMIT $5",
+        org,
+        principal.service_id or request.query.get("service_id"),
+        build=lambda r: Pipeline(**dict(r)),
+    )
+    return json_response(page)
+
+
+@api.get("/v1/pipelines/{id}", summary="One pipeline", response=Pipeline)
+async def get_pipeline(request: web.Request) -> web.Response:
+    return json_response(await _get(request, request.match_info["id"]))
+
+
+@api.delete("/v1/pipelines/{id}", summary="Delete a pipeline", scope="write", status=204)
+async def delete_pipeline(request: web.Request) -> web.Response:
+    pipeline = await _get(request, request.match_info["id"])
+    await send(request, "deploy", "delete_pipeline", c.DeletePipeline(pipeline_id=pipeline.id))
+    return web.Response(status=204)
+
+
+@api.post(
+    "/v1/pipelines/{id}/run",
+    summary="Run a pipeline: a deployment whose steps are the pipeline's, after the build",
+    scope="deploy",
+    body=RunBody,
+    response=Deployment,
+    status=201,
+)
+async def run_pipeline(request: web.Request) -> web.Response:
+    pipeline = await _get(request, request.match_info["id"])
+    body = await read_json(request, RunBody)
+    environment_id = body.environment_id
+    if environment_id is None and body.environment is not None:
+        environment_id = await request.app[keys.POOL].fetchval(
+            "SELECT id FROM deploy.environments WHERE organization_id = $1 AND name = $2"
+            " AND deleted_at IS NULL ORDER BY created_at LIMIT 1",
+            pipeline.organization_id,
+            body.environment,
+        )
+        if environment_id is None:
+            raise NotFound("no environment with that name", {"field": "$.environment"})
+    if environment_id is None:
+        raise ValidationFailed("name the environment", "$.environment_id")
+    command = convert(
+        {
+            "pipeline_id": pipeline.id,
+            "environment_id": environment_id,
+            "branch": body.branch,
+            "parameters": body.parameters,
+        },
+        c.RunPipeline,
+    )
+    result = await send(request, "deploy", "run_pipeline", command)
+    created = msgspec.json.decode(result.data, type=c.Created)
+    await caught_up(request, result)
+    deployment = await fetch_deployment(request.app[keys.POOL], created.id)
+    return json_response(
+        deployment or {"id": created.id},
+        status=201,
+        headers={"Location": f"/v1/deployments/{created.id}"},
+    )
