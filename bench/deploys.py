@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import shutil
 import signal
@@ -424,6 +425,9 @@ class Sequential(msgspec.Struct, frozen=True, kw_only=True):
     steps: dict[str, list[float]]
     # Overhead: to_succeeded minus the sum of the step durations.
     outside_steps: list[float]
+    # From a step's step_finished to the next one's step_started: one report_step
+    # command (and nothing else: the agent starts the next step right away).
+    between_steps: list[float]
     failed: list[str]
     by_hand: list[ByHand]
 
@@ -479,6 +483,7 @@ async def sequential(
         to_succeeded=[],
         steps={name: [] for name in STEPS},
         outside_steps=[],
+        between_steps=[],
         failed=[],
         by_hand=[],
     )
@@ -520,6 +525,12 @@ async def sequential(
                 out.steps[step["name"]].append(step["duration_seconds"])
                 in_steps += step["duration_seconds"]
         out.outside_steps.append(total - in_steps)
+        events = sorted(timeline.events[deployment_id], key=lambda e: e.seq)
+        out.between_steps.extend(
+            after.occurred - before.occurred
+            for before, after in itertools.pairwise(events)
+            if before.type == "deployment.step_finished" and after.type == "deployment.step_started"
+        )
     return out
 
 
@@ -695,6 +706,7 @@ def _table(o: Outcome, settings: Settings) -> Table:
         _row("2. request → deployment.succeeded", s.to_succeeded),
         *[_row(f"2. step {name}", s.steps[name]) for name in STEPS],
         _row("2. outside the steps (commands, queue, agent)", s.outside_steps),
+        _row("2. between two steps (one report_step command)", s.between_steps),
         _row("2. by hand: git clone", [h.clone for h in hand]),
         _row("2. by hand: python -c pass", [h.build for h in hand]),
         _row("2. by hand: start + health (10 ms polls)", [h.healthy for h in hand]),
@@ -734,9 +746,10 @@ def _table(o: Outcome, settings: Settings) -> Table:
     ]
     for n, (created, queued, dispatched, arrival) in enumerate(c.orders, start=1):
         notes.append(
-            f"Organization {n}: queue order kept: {_yes(created)} (started in created order; "
-            f"in queued order: {_yes(queued)}; dispatched in queued order: {_yes(dispatched)}; "
-            f"queued in created order: {_yes(arrival)})."
+            f"Organization {n}: queue order kept: {_yes(created)} (started in the order the "
+            f"deployments were created). Started in queued (SlotQueued) order: {_yes(queued)}; "
+            f"dispatched in queued order: {_yes(dispatched)}; queued in created order: "
+            f"{_yes(arrival)}."
         )
     if len(s.round_trip) >= 10:
         notes.append(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 from aiohttp import web
 
 from gateway import keys
@@ -31,7 +30,7 @@ from gateway.routes import (
 )
 from gateway.settings import GatewaySettings
 from libs.database import create_pool, ensure_core_schema
-from libs.messaging import CommandBus
+from libs.messaging import CommandBus, connect_nats
 
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 ROUTE_TABLES = (
@@ -53,9 +52,7 @@ ROUTE_TABLES = (
 
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    nc = await nats.connect(
-        settings.nats_url, name="deployforge-gateway", max_reconnect_attempts=-1
-    )
+    nc = await connect_nats(settings, "gateway")
     pool = await create_pool(settings.database_url, min_size=2, max_size=20)
     async with pool.acquire() as conn:
         await ensure_core_schema(conn)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
+import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
@@ -32,6 +33,7 @@ from libs.errors import (
 )
 from libs.metrics import COMMANDS
 from libs.principal import Principal
+from libs.settings import CoreSettings
 from libs.tracing import extract_context, inject_headers
 
 log = structlog.get_logger("messaging")
@@ -84,6 +86,16 @@ def bind(
         return await handler(deps, cmd, ctx)
 
     return Endpoint(command, call)
+
+
+async def connect_nats(settings: CoreSettings, name: str) -> NATS:
+    """A connection for process `name` that reconnects forever (the server may restart)."""
+    return await nats.connect(
+        settings.nats_url,
+        name=f"deployforge-{name}",
+        max_reconnect_attempts=-1,
+        user_credentials=settings.nats_credentials or None,
+    )
 
 
 def command_subject(namespace: str, service: str, command: str) -> str:

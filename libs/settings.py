@@ -20,6 +20,9 @@ class CoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     """What every DeployForge process needs: where the servers are and who it is."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # A NATS credentials file (JWT + nkey seed), e.g. for an agent on another
+    # machine; a user:password or token can also go in the URL.
+    nats_credentials: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/deployforge"
     # Prefix for every stream, subject and service name: lets several suites
     # (or tests) share one NATS server without seeing each other.

@@ -11,13 +11,12 @@ import contextlib
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
-import nats
 import structlog
 
 from libs.crypto import SecretBox
 from libs.eventstore import EventStore
 from libs.lifecycle import run_until_signalled
-from libs.messaging import CommandContext, serve
+from libs.messaging import CommandContext, connect_nats, serve
 from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
@@ -67,9 +66,7 @@ async def run(
     (or standing by behind another replica's lead).
     """
     async with AsyncExitStack() as stack:
-        nc = await nats.connect(
-            settings.nats_url, name="deployforge-auth", max_reconnect_attempts=-1
-        )
+        nc = await connect_nats(settings, "auth")
         stack.push_async_callback(nc.drain)
         store = EventStore(
             nc.jetstream(), namespace=settings.namespace, replicas=settings.stream_replicas

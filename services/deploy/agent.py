@@ -37,7 +37,7 @@ from libs.errors import DomainError
 from libs.events import H_EVENT_TYPE
 from libs.ids import new_id
 from libs.lifecycle import run_until_signalled
-from libs.messaging import CommandBus
+from libs.messaging import CommandBus, connect_nats
 from libs.settings import CoreSettings, load_settings
 from services.deploy import instance_state, jobs, logs, manifest
 from services.deploy.commands import JobSpec
@@ -796,7 +796,7 @@ def _now() -> datetime:
 async def run(
     settings: AgentSettings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
-    nc = await nats.connect(settings.nats_url, name="deployforge-agent", max_reconnect_attempts=-1)
+    nc = await connect_nats(settings, "agent")
     try:
         await Agent(settings, nc).run(stop, ready)
     finally:

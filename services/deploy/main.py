@@ -7,14 +7,13 @@ import contextlib
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
-import nats
 import structlog
 
 from libs.crypto import SecretBox
 from libs.database import create_pool
 from libs.eventstore import EventStore
 from libs.lifecycle import run_until_signalled
-from libs.messaging import CommandBus, serve
+from libs.messaging import CommandBus, connect_nats, serve
 from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
@@ -40,9 +39,7 @@ async def run(
 ) -> None:
     """Serve until `stop` is set; `ready` is set once commands are served."""
     async with AsyncExitStack() as stack:
-        nc = await nats.connect(
-            settings.nats_url, name="deployforge-deploy", max_reconnect_attempts=-1
-        )
+        nc = await connect_nats(settings, "deploy")
         stack.push_async_callback(nc.drain)
         store = EventStore(
             nc.jetstream(), namespace=settings.namespace, replicas=settings.stream_replicas
