@@ -21,6 +21,9 @@ def can_see(principal: Principal, organization_id: str | None) -> bool:
 
 def request_org(request: web.Request, principal: Principal) -> str:
     """The organization a collection route is about; 404 if the caller is not in it."""
+    if principal.deployment_id is not None:
+        # A deployment token reaches its own deployment, never a collection.
+        raise NotFound("not found")
     org = request.match_info.get("org_id") or principal.organization_id
     if org is None:
         raise ValidationFailed("name an organization: /v1/organizations/{org_id}/...", "org_id")
@@ -29,7 +32,16 @@ def request_org(request: web.Request, principal: Principal) -> str:
     return org
 
 
-def require_visible(principal: Principal, organization_id: str | None, what: str) -> None:
-    """404 unless the caller belongs to the organization that owns the row."""
+def require_visible(
+    principal: Principal,
+    organization_id: str | None,
+    what: str,
+    *,
+    deployment_token_ok: bool = False,
+) -> None:
+    """404 unless the caller belongs to the organization that owns the row (and, for a
+    deployment token, unless the row is a deployment, which the caller then checks)."""
+    if principal.deployment_id is not None and not deployment_token_ok:
+        raise NotFound(f"{what} not found")
     if not can_see(principal, organization_id):
         raise NotFound(f"{what} not found")

@@ -129,7 +129,12 @@ def _may_see(principal: Principal, deployment: Deployment) -> bool:
 async def get_visible_deployment(request: web.Request, deployment_id: str) -> Deployment:
     principal = principal_of(request)
     deployment = await fetch_deployment(request.app[keys.POOL], deployment_id)
-    require_visible(principal, deployment.organization_id if deployment else None, "deployment")
+    require_visible(
+        principal,
+        deployment.organization_id if deployment else None,
+        "deployment",
+        deployment_token_ok=True,
+    )
     assert deployment is not None
     if not _may_see(principal, deployment):
         raise NotFound("deployment not found")

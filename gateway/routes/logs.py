@@ -94,8 +94,12 @@ async def _last_seq(js: JetStreamContext, stream: str, subject: str) -> int | No
 class _Reader:
     """The log lines and, when following, the events of one deployment, in one queue."""
 
-    def __init__(self, js: JetStreamContext, namespace: str, deployment_id: str) -> None:
+    def __init__(
+        self, js: JetStreamContext, namespace: str, deployment_id: str, *, with_events: bool = True
+    ) -> None:
         self.js = js
+        # A service's log has no deployment events to follow.
+        self.with_events = with_events
         self.namespace = namespace
         self.deployment_id = deployment_id
         self.stream = logs.stream_name(namespace)
@@ -110,7 +114,7 @@ class _Reader:
 
     async def open(self, *, start_seq: int = 1, follow: bool = False) -> None:
         """Subscribe; the lines stored until now end at `last_seq`."""
-        if follow:
+        if follow and self.with_events:
             # The deployment's last event first: it ended if that is a terminal one,
             # even when the read model has not caught up yet.
             await self._subscribe(
@@ -220,8 +224,10 @@ def _resume_from(request: web.Request) -> int | None:
 
 
 async def _follow(
-    request: web.Request, reader: _Reader, deployment: Deployment, tail: int
+    request: web.Request, reader: _Reader, deployment: Deployment | None, tail: int
 ) -> web.StreamResponse:
+    """Stream lines as server-sent events; a deployment's until it ends, a service's
+    (`deployment` None) until the client leaves."""
     resume = _resume_from(request)
     try:
         await reader.open(start_seq=resume or 1, follow=True)
@@ -242,7 +248,7 @@ async def _follow(
             pass  # the client left
         except Exception:
             # The stream has started: the error middleware can no longer answer.
-            log.exception("log_follow_failed", deployment_id=deployment.id)
+            log.exception("log_follow_failed", subject=reader.subject)
             with contextlib.suppress(ConnectionResetError):
                 await response.write(_sse("error", {"message": "internal error"}))
         return response
@@ -256,20 +262,25 @@ class _Follower:
         request: web.Request,
         response: web.StreamResponse,
         reader: _Reader,
-        deployment: Deployment,
+        deployment: Deployment | None,
     ) -> None:
         self.request = request
         self.response = response
         self.reader = reader
-        self.deployment_id = deployment.id
-        self.status = deployment.status
+        self.deployment_id = deployment.id if deployment else reader.deployment_id
+        # A service's log never ends: it is followed until the client leaves.
+        self.status = deployment.status if deployment else "running"
         self.sent: StatusChange | None = None
-        self.first = StatusChange(
-            deployment_id=deployment.id,
-            status=deployment.status,
-            step=deployment.current_step,
-            state="running" if deployment.current_step else deployment.status,
-            reason=deployment.failure_reason,
+        self.first = (
+            None
+            if deployment is None
+            else StatusChange(
+                deployment_id=deployment.id,
+                status=deployment.status,
+                step=deployment.current_step,
+                state="running" if deployment.current_step else deployment.status,
+                reason=deployment.failure_reason,
+            )
         )
         self.written_at = time.monotonic()
 
@@ -281,7 +292,8 @@ class _Follower:
         held: list[Msg] = []
         for seq, line in await self.reader.stored(tail, held):
             await self.write(_sse("log", line, seq))
-        await self.status_change(self.first)
+        if self.first is not None:
+            await self.status_change(self.first)
         for msg in held:
             await self.on_event(msg)
         while self.status not in TERMINAL:
@@ -361,7 +373,7 @@ class ServiceLogs(msgspec.Struct, frozen=True, kw_only=True):
 
 @api.get(
     "/v1/services/{id}/logs",
-    summary="What a service's running instances printed (?tail=N, newest last)",
+    summary="What a service's instances printed (?tail=N); ?follow=true streams it (SSE)",
     response=ServiceLogs,
 )
 async def service_logs(request: web.Request) -> web.StreamResponse:
@@ -370,8 +382,13 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
         {k: v for k, v in request.query.items() if k in LogsQuery.__struct_fields__}, LogsQuery
     )
     reader = _Reader(
-        request.app[keys.NC].jetstream(), request.app[keys.SETTINGS].namespace, service.id
+        request.app[keys.NC].jetstream(),
+        request.app[keys.SETTINGS].namespace,
+        service.id,
+        with_events=False,
     )
+    if query.follow:
+        return await _follow(request, reader, None, query.tail)
     try:
         await reader.open()
         lines = await reader.stored(query.tail)

@@ -89,8 +89,22 @@ class Route(msgspec.Struct, kw_only=True):
     argv: list[str] = []
     cwd: str = ""
     health_check_path: str = "/"
+    replicas: int = 1
+    deployment_id: str = ""
+    # Non-secret defaults from the release's deployforge.yml (secrets are asked for).
+    env_defaults: dict[str, str] = {}
     # Stopped on request: the release is kept, the address answers 503.
     stopped: bool = False
+
+    def instance_env(self, service_env: dict[str, str], port: int) -> dict[str, str]:
+        """An instance's environment when started again (a restart, or after adoption)."""
+        return {
+            **_base_env(Path(self.cwd)),
+            **self.env_defaults,
+            **service_env,
+            "PORT": str(port),
+            "DEPLOYFORGE_DEPLOYMENT_ID": self.deployment_id,
+        }
 
 
 _spec_decoder = msgspec.json.Decoder(JobSpec)
@@ -122,6 +136,8 @@ class Agent:
         self._route_locks: dict[str, asyncio.Lock] = {}
         self._leases: KeyValue | None = None
         self._reports: KeyValue | None = None
+        # Which service each instance runs, for its log lines.
+        self._service_of: dict[str, str] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -395,6 +411,7 @@ class Agent:
                     "PORT": str(port),
                     "DEPLOYFORGE_DEPLOYMENT_ID": spec.deployment_id,
                 }
+                self._service_of[instance_id] = spec.service_id
                 await self.supervisor.start(
                     InstanceSpec(
                         instance_id=instance_id,
@@ -453,6 +470,9 @@ class Agent:
             argv=list(spec.run_command),
             cwd=str(source),
             health_check_path=spec.health_check_path,
+            replicas=spec.replicas,
+            deployment_id=spec.deployment_id,
+            env_defaults=spec.manifest_env,
         )
         self._save_routes()
         await self._report_instances()
@@ -566,9 +586,10 @@ class Agent:
         cwd = Path(route.cwd)
         new_ids: list[str] = []
         new_ports: list[int] = []
-        for n in range(max(1, len(route.instances))):
+        for n in range(route.replicas):
             port = free_port()
             instance_id = f"{route.release_id}-{int(time.time() * 1000)}-{n}"
+            self._service_of[instance_id] = route.service_id
             await self.supervisor.start(
                 InstanceSpec(
                     instance_id=instance_id,
@@ -576,7 +597,7 @@ class Agent:
                     argv=tuple(route.argv),
                     cwd=cwd,
                     port=port,
-                    env={**_base_env(cwd), **env, "PORT": str(port)},
+                    env=route.instance_env(env, port),
                 )
             )
             new_ids.append(instance_id)
@@ -610,15 +631,15 @@ class Agent:
                 )
 
     async def _instance_line(self, instance_id: str, line: str) -> None:
-        """A running instance's output goes to its service's log (`logs.<service_id>`)."""
-        for key, route in self.routes.items():
-            if instance_id in route.instances:
-                service_id = key.split(":", 1)[0]
-                writer = logs.LogWriter(self.js, self.namespace, service_id)
-                writer.step = instance_id
-                with contextlib.suppress(nats.errors.Error):
-                    await writer.write(line, _now())
-                return
+        """A running instance's output goes to its service's log (`logs.<service_id>`),
+        from its first line on: before the release takes traffic too."""
+        service_id = self._service_of.get(instance_id)
+        if service_id is None:
+            return
+        writer = logs.LogWriter(self.js, self.namespace, service_id)
+        writer.step = instance_id
+        with contextlib.suppress(nats.errors.Error):
+            await writer.write(line, _now())
 
     async def _report_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -634,7 +655,7 @@ class Agent:
         if self._reports is None:
             return
         now = _now()
-        for route_key, route in self.routes.items():
+        for route_key, route in list(self.routes.items()):
             service_id, environment_id = route_key.split(":", 1)
             address = f"http://{self.settings.proxy_host}:{route.listen_port}"
             for instance_id in route.instances:
@@ -684,6 +705,7 @@ class Agent:
                 continue
             env = await self._service_env(route.service_id)
             for instance_id, port in zip(route.instances, route.ports, strict=True):
+                self._service_of[instance_id] = route.service_id
                 specs.append(
                     InstanceSpec(
                         instance_id=instance_id,
@@ -691,14 +713,14 @@ class Agent:
                         argv=tuple(route.argv),
                         cwd=Path(route.cwd),
                         port=port,
-                        env={**_base_env(Path(route.cwd)), **env, "PORT": str(port)},
+                        env=route.instance_env(env, port),
                     )
                 )
         # Instances still running are adopted as they are (same pid); dead ones restart.
         adopted = await self.supervisor.adopt(specs)
         if adopted:
             log.info("instances_adopted", pids=[i.pid for i in adopted])
-        for key, route in self.routes.items():
+        for key, route in list(self.routes.items()):
             proxy = await self.proxies.ensure(key, route.listen_port)
             if route.ports:
                 proxy.set_upstream(route.ports[0])

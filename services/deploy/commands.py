@@ -247,3 +247,5 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     # A pipeline run: its steps, run after the build, and its parameters.
     pipeline_steps: list[PipelineStepSpec] = []
     parameters: dict[str, str] = {}
+    # The release's deployforge.yml env (defaults, never secrets), set by the agent.
+    manifest_env: dict[str, str] = {}

@@ -252,8 +252,11 @@ def decide_create_service(
 def require_service(state: ServiceState, actor: Principal, scope: str) -> None:
     if not state.exists:
         raise NotFound("service not found")
-    # A service token acts on its own service only; checked first, so that another
-    # service's existence is not revealed by a 403.
+    # A service token acts on its own service only, a deployment token on its own
+    # deployment only (never on services); checked first, so that another service's
+    # existence is not revealed by a 403.
+    if actor.deployment_id is not None:
+        raise NotFound("service not found")
     if actor.service_id is not None and actor.service_id != state.service_id:
         raise NotFound("service not found")
     require(actor, scope, state.organization_id)
@@ -542,7 +545,7 @@ def decide_create_pipeline(
 
 
 def require_pipeline(state: PipelineState, actor: Principal, scope: str) -> None:
-    if not state.exists:
+    if not state.exists or actor.deployment_id is not None:
         raise NotFound("pipeline not found")
     require(actor, scope, state.organization_id)
     if actor.service_id is not None and actor.service_id != state.service_id:

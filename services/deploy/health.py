@@ -60,6 +60,9 @@ async def wait_healthy(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     last_problem: str | None = None
+    # A new release usually answers within tens of milliseconds: poll fast at
+    # first, then back off to `interval`.
+    wait = min(0.01, interval)
     # Redirects are not followed: a 3xx already proves the server answers, and
     # following one could lead the check off this machine.
     async with aiohttp.ClientSession(
@@ -74,7 +77,8 @@ async def wait_healthy(
             if problem != last_problem and on_line is not None:
                 await on_line(f"health check {url}: {problem}")
             last_problem = problem
-            pause = min(interval, deadline - loop.time())
+            pause = min(wait, deadline - loop.time())
+            wait = min(wait * 2, interval)
             if pause <= 0:
                 return False
             if cancel is None:

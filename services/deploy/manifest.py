@@ -62,4 +62,5 @@ def apply(spec: JobSpec, manifest: Manifest) -> JobSpec:
         if value is not None:
             changes[field] = value
     changes["env"] = {**manifest.env, **spec.env}
+    changes["manifest_env"] = dict(manifest.env)
     return msgspec.structs.replace(spec, **changes)

@@ -439,6 +439,19 @@ async def test_build_scripts_report_steps_with_their_deployment_token(
         headers={"X-API-Key": token},
     )
     assert other.status == 404
+    key = {"X-API-Key": token}
+    for method, path in [
+        ("GET", f"/v1/services/{service['id']}"),
+        ("POST", f"/v1/services/{service['id']}/restart"),
+        ("POST", f"/v1/services/{service['id']}/deployments"),
+        ("GET", "/v1/deployments"),
+        ("GET", "/v1/environments"),
+        ("GET", f"/v1/environments/{env['id']}"),
+    ]:
+        body = {"environment_id": env["id"]} if method == "POST" else None
+        resp = await client.request(method, path, headers=key, json=body)
+        assert resp.status == 404, (method, path, resp.status)
+    assert (await client.get(f"/v1/deployments/{first['id']}", headers=key)).status == 200
     late = await client.post(
         f"/v1/deployments/{first['id']}/steps",
         json={"name": "x", "state": "running"},
@@ -606,3 +619,36 @@ async def test_a_pipeline_run_is_a_deployment_of_its_steps(
     assert ("unit-tests", "failure") in await deployer.steps(failed["id"])
     listed = await (await client.get("/v1/pipelines", headers=auth)).json()
     assert [p["id"] for p in listed["items"]] == [pipeline["id"]]
+
+
+async def test_following_a_service_log_streams_new_instances_output(
+    deployer: Deployer,
+) -> None:
+    deployment = await deployer.ended((await deployer.start())["id"])
+    assert deployment["status"] == "succeeded"
+    client, auth = deployer.stack.client, deployer.stack.auth()
+    [first] = await _instances(deployer)
+    resp = await client.get(
+        f"/v1/services/{deployer.service}/logs?follow=true&tail=10", headers=auth
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+
+    async def until(text: str) -> None:
+        async with asyncio.timeout(30):
+            while True:
+                raw = await resp.content.readline()
+                if raw.startswith(b"data:") and text in raw.decode():
+                    return
+
+    await until(f"on {first['port']}")  # the tail: the first instance's greeting
+    await client.post(f"/v1/services/{deployer.service}/restart", headers=auth)
+    await _eventually(lambda: _instances_replaced(deployer, first["pid"]))
+    [second] = await _instances(deployer)
+    await until(f"on {second['port']}")  # live: the new instance's greeting
+    resp.close()
+
+
+async def _instances_replaced(deployer: Deployer, pid: int) -> bool:
+    now = await _instances(deployer)
+    return len(now) == 1 and now[0]["pid"] != pid
