@@ -7,6 +7,7 @@ serialises the one-per-service-and-environment and N-per-organization rules.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -610,12 +611,20 @@ async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) 
     )
     deployment, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
     service, _ = await load_state(deps.store, SERVICES, deployment.service_id or "")
-    row = await deps.pool.fetchrow(
-        "SELECT s.repository_url, s.build_command, s.run_command, s.port, s.health_check_path,"
-        " s.replicas, d.ref, d.strategy, d.config FROM deploy.services s"
-        " JOIN deploy.deployments d ON d.service_id = s.id WHERE d.id = $1",
-        cmd.deployment_id,
-    )
+    row = None
+    # The start is recorded already: give a lagging read model a moment rather
+    # than leave a started deployment without its agent.
+    for _ in range(50):
+        row = await deps.pool.fetchrow(
+            "SELECT s.repository_url, s.build_command, s.run_command, s.port,"
+            " s.health_check_path, s.replicas, d.ref, d.strategy, d.config"
+            " FROM deploy.services s JOIN deploy.deployments d ON d.service_id = s.id"
+            " WHERE d.id = $1",
+            cmd.deployment_id,
+        )
+        if row is not None:
+            break
+        await asyncio.sleep(0.1)
     if row is None:
         raise NotFound("deployment not found in the read model yet")
     reuse = None
