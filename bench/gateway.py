@@ -124,7 +124,9 @@ async def _processes(suite: Suite, log_dir: Path) -> AsyncIterator[tuple[Child, 
             await nc.close()
 
         async def gateway_ready() -> bool:
-            return await _status(f"{gateway_base}/readyz") == 200
+            # /healthz, not /readyz: this bench runs no deploy service, and the
+            # admin bootstrap above already proved the auth service answers.
+            return await _status(f"{gateway_base}/healthz") == 200
 
         async def bare_ready() -> bool:
             return await _status(f"{bare_base}{bare.PATH}") == 200
