@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Stack
-from tests.integration.deploy.test_agent_deploys import _git, commit_version
+from tests.integration.deploy.test_agent_deploys import _git, commit_version, make_service
 
 SLOW_BUILD = """
 import pathlib, subprocess, sys, time
@@ -75,30 +75,13 @@ async def test_sigkilled_agent_fails_its_deployment_and_leaves_nothing_running(
     (repo / "slow_build.py").write_text(SLOW_BUILD)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "slow")
+    deployer = await make_service(
+        stack, repo, build_command=["python", "slow_build.py", str(marker)]
+    )
     client, auth = stack.client, stack.auth()
-    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
-    project = await (await client.post("/v1/projects", json={"name": "P"}, headers=auth)).json()
-    service = await (
-        await client.post(
-            "/v1/services",
-            json={
-                "project_id": project["id"],
-                "name": "web",
-                "repository_url": f"file://{repo}",
-                "build_command": ["python", "slow_build.py", str(marker)],
-                "run_command": "python app.py",
-            },
-            headers=auth,
-        )
-    ).json()
     agent = await _agent(stack, workspace / "agent")
     try:
-        resp = await client.post(
-            f"/v1/services/{service['id']}/deployments",
-            json={"environment_id": env["id"]},
-            headers=auth,
-        )
-        deployment = await resp.json()
+        deployment = await deployer.start()
         for _ in range(300):
             if marker.exists() and Path(f"{marker}.child").exists():
                 break

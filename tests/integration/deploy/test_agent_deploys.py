@@ -123,32 +123,39 @@ class Deployer:
         return [(s["name"], s["state"]) for s in await resp.json()]
 
 
-@pytest.fixture
-async def deployer(stack: Stack, repo: Path, workspace: Path) -> AsyncIterator[Deployer]:
-    await stack.start_agent(workspace / "agent", drain_seconds=0.5, health_timeout_seconds=15)
+async def make_service(
+    stack: Stack, repo: Path, *, greeting: str | None = None, **fields: Any
+) -> Deployer:
+    """An environment, a project and a service deploying `repo`; `fields` override the
+    service's (build_command, run_command...); `greeting` sets a secret env var."""
     client, auth = stack.client, stack.auth()
     env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
     project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
-    service = await (
-        await client.post(
-            "/v1/services",
-            json={
-                "project_id": project["id"],
-                "name": "web",
-                "repository_url": f"file://{repo}",
-                "build_command": "python build.py",
-                "run_command": "python app.py",
-                "health_check_path": "/health",
-            },
+    body = {
+        "project_id": project["id"],
+        "name": "web",
+        "repository_url": f"file://{repo}",
+        "build_command": "python build.py",
+        "run_command": "python app.py",
+        "health_check_path": "/health",
+        **fields,
+    }
+    resp = await client.post("/v1/services", json=body, headers=auth)
+    assert resp.status == 201, await resp.text()
+    service = await resp.json()
+    if greeting is not None:
+        await client.put(
+            f"/v1/services/{service['id']}/env/GREETING",
+            json={"value": greeting, "secret": True},
             headers=auth,
         )
-    ).json()
-    await client.put(
-        f"/v1/services/{service['id']}/env/GREETING",
-        json={"value": "hello", "secret": True},
-        headers=auth,
-    )
-    yield Deployer(stack, service["id"], env["id"])
+    return Deployer(stack, service["id"], env["id"])
+
+
+@pytest.fixture
+async def deployer(stack: Stack, repo: Path, workspace: Path) -> AsyncIterator[Deployer]:
+    await stack.start_agent(workspace / "agent", drain_seconds=0.5, health_timeout_seconds=15)
+    yield await make_service(stack, repo, greeting="hello")
 
 
 async def _get_text(url: str) -> str:
@@ -329,29 +336,7 @@ async def test_a_restarted_agent_adopts_the_running_release(
 
     work = workspace / "adopting-agent"
     stop_first = await stack.start_agent(work, detach_on_stop=True, health_timeout_seconds=15)
-    client, auth = stack.client, stack.auth()
-    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
-    project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
-    service = await (
-        await client.post(
-            "/v1/services",
-            json={
-                "project_id": project["id"],
-                "name": "web",
-                "repository_url": f"file://{repo}",
-                "build_command": "python build.py",
-                "run_command": "python app.py",
-                "health_check_path": "/health",
-            },
-            headers=auth,
-        )
-    ).json()
-    await client.put(
-        f"/v1/services/{service['id']}/env/GREETING",
-        json={"value": "adopted", "secret": True},
-        headers=auth,
-    )
-    deployer = Deployer(stack, service["id"], env["id"])
+    deployer = await make_service(stack, repo, greeting="adopted")
     deployment = await deployer.ended((await deployer.start())["id"])
     address = await _address(deployer, deployment["id"])
     pids_before = _instances_under(work)
@@ -402,29 +387,13 @@ async def test_build_scripts_report_steps_with_their_deployment_token(
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "reporting build")
     token_file = workspace / "token"
+    deployer = await make_service(stack, repo, build_command="python report.py")
     client, auth = stack.client, stack.auth()
-    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
-    project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
-    service = await (
-        await client.post(
-            "/v1/services",
-            json={
-                "project_id": project["id"],
-                "name": "web",
-                "repository_url": f"file://{repo}",
-                "build_command": "python report.py",
-                "run_command": "python app.py",
-                "health_check_path": "/health",
-            },
-            headers=auth,
-        )
-    ).json()
     await client.put(
-        f"/v1/services/{service['id']}/env/TOKEN_FILE",
+        f"/v1/services/{deployer.service}/env/TOKEN_FILE",
         json={"value": str(token_file)},
         headers=auth,
     )
-    deployer = Deployer(stack, service["id"], env["id"])
     first = await deployer.ended((await deployer.start())["id"])
     assert first["status"] == "succeeded", first
     steps = dict(await deployer.steps(first["id"]))
@@ -441,14 +410,14 @@ async def test_build_scripts_report_steps_with_their_deployment_token(
     assert other.status == 404
     key = {"X-API-Key": token}
     for method, path in [
-        ("GET", f"/v1/services/{service['id']}"),
-        ("POST", f"/v1/services/{service['id']}/restart"),
-        ("POST", f"/v1/services/{service['id']}/deployments"),
+        ("GET", f"/v1/services/{deployer.service}"),
+        ("POST", f"/v1/services/{deployer.service}/restart"),
+        ("POST", f"/v1/services/{deployer.service}/deployments"),
         ("GET", "/v1/deployments"),
         ("GET", "/v1/environments"),
-        ("GET", f"/v1/environments/{env['id']}"),
+        ("GET", f"/v1/environments/{deployer.env}"),
     ]:
-        body = {"environment_id": env["id"]} if method == "POST" else None
+        body = {"environment_id": deployer.env} if method == "POST" else None
         resp = await client.request(method, path, headers=key, json=body)
         assert resp.status == 404, (method, path, resp.status)
     assert (await client.get(f"/v1/deployments/{first['id']}", headers=key)).status == 200
