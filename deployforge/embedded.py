@@ -150,6 +150,13 @@ class EmbeddedNats:
             await _terminate(self._process, signal.SIGTERM, timeout)
             self._process = None
 
+    def signal_now(self) -> None:
+        """Signal the server without waiting: for an exiting process whose asyncio
+        teardown did not run (a test session ended abruptly)."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGTERM)
+
 
 class EmbeddedPostgres:
     """A PostgreSQL cluster in data_dir/pgdata, served on host:port with trust auth."""
@@ -271,6 +278,13 @@ class EmbeddedPostgres:
             # SIGTERM would be a "smart" shutdown, which waits for every client to leave.
             await _terminate(self._process, signal.SIGINT, timeout)
             self._process = None
+
+    def signal_now(self) -> None:
+        """Signal the server without waiting: for an exiting process whose asyncio
+        teardown did not run (a test session ended abruptly)."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGINT)
 
     def _initdb(self, user: tuple[int, int] | None) -> None:
         if self.pgdata.exists():

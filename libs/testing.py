@@ -11,6 +11,7 @@ left behind on shared servers.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import secrets
@@ -75,6 +76,10 @@ async def provision_servers(work_dir: Path) -> AsyncIterator[Servers]:
 
     nats_server = EmbeddedNats(work_dir / "nats")
     postgres = EmbeddedPostgres(work_dir / "postgres", fsync=False)
+    # Should the session end without its teardown (an abrupt exit), the servers
+    # still get their signal: nothing outlives the test run.
+    atexit.register(nats_server.signal_now)
+    atexit.register(postgres.signal_now)
     started = await asyncio.gather(nats_server.start(), postgres.start(), return_exceptions=True)
     try:
         for outcome in started:
