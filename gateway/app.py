@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
+import structlog
 from aiohttp import web
 
 from gateway import keys
@@ -32,6 +36,7 @@ from gateway.settings import GatewaySettings
 from libs.database import create_pool, ensure_core_schema
 from libs.messaging import CommandBus, connect_nats
 
+log = structlog.get_logger("gateway")
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 ROUTE_TABLES = (
     auth.api,
@@ -79,14 +84,28 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     waiter = ConsistencyWaiter(settings.database_url, pool)
     await waiter.start()
     app[keys.CONSISTENCY] = waiter
+    sweeper = asyncio.create_task(_sweep_idempotency_keys(app[keys.IDEMPOTENCY]))
     try:
         yield
     finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         await waiter.stop()
         await app[keys.RATE_LIMITER].close()
         await authenticator.stop()
         await pool.close()
         await nc.drain()
+
+
+async def _sweep_idempotency_keys(store: IdempotencyStore, every: float = 3600.0) -> None:
+    """Forget idempotency keys past their retention, once an hour (any replica may)."""
+    while True:
+        try:
+            await store.sweep()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("idempotency_sweep_failed", error=str(exc))
+        await asyncio.sleep(every)
 
 
 def create_app(settings: GatewaySettings) -> web.Application:

@@ -147,3 +147,24 @@ async def test_revoked_token_stops_working_on_every_replica(stack: Stack) -> Non
                 await asyncio.sleep(0.02)
             else:
                 raise AssertionError("a replica still accepts a revoked credential")
+
+
+async def test_idempotency_keys_are_forgotten_after_their_retention(stack: Stack) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(stack.suite.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO gateway.idempotency_keys (scope, key, request_hash, created_at)"
+            " VALUES ('cred:x', 'old', 'h', now() - interval '25 hours'),"
+            " ('cred:x', 'fresh', 'h', now())"
+        )
+        await stack.add_gateway()  # its sweeper runs at start, then hourly
+        for _ in range(100):
+            keys = {r["key"] for r in await conn.fetch("SELECT key FROM gateway.idempotency_keys")}
+            if "old" not in keys:
+                break
+            await asyncio.sleep(0.05)
+        assert keys == {"fresh"}
+    finally:
+        await conn.close()
