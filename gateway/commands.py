@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.middleware import EXTRA_HEADERS, PRINCIPAL
+from gateway.routing import json_response
 from libs.messaging import CommandResult
 from libs.principal import Principal
 
@@ -37,4 +39,30 @@ async def caught_up(request: web.Request, result: CommandResult) -> bool:
     settings = request.app[keys.SETTINGS]
     return await request.app[keys.CONSISTENCY].wait(
         result.position, settings.consistency_wait_ms / 1000
+    )
+
+
+class _Created(msgspec.Struct, frozen=True):
+    id: str
+
+
+async def answer_created(
+    request: web.Request,
+    service: str,
+    command: str,
+    payload: msgspec.Struct,
+    *,
+    fetch: Callable[[str], Awaitable[Any]],
+    location: str,
+) -> web.Response:
+    """Send a creating command, then answer 201 with the new resource as the read model
+    has it (waiting for it, bounded) and its `Location` (`location` + `/` + id)."""
+    result = await send(request, service, command, payload)
+    new_id = msgspec.json.decode(result.data, type=_Created).id
+    await caught_up(request, result)
+    row = await fetch(new_id)
+    return json_response(
+        row if row is not None else {"id": new_id},
+        status=201,
+        headers={"Location": f"{location}/{new_id}"},
     )

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routes.environments import fetch_environment
@@ -142,14 +142,13 @@ async def get_visible_deployment(request: web.Request, deployment_id: str) -> De
 
 
 async def _start(request: web.Request, command: c.CreateDeployment) -> web.Response:
-    result = await send(request, "deploy", "create_deployment", command)
-    created = msgspec.json.decode(result.data, type=c.Created)
-    await caught_up(request, result)
-    deployment = await fetch_deployment(request.app[keys.POOL], created.id)
-    return json_response(
-        deployment or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/deployments/{created.id}"},
+    return await answer_created(
+        request,
+        "deploy",
+        "create_deployment",
+        command,
+        fetch=lambda new_id: fetch_deployment(request.app[keys.POOL], new_id),
+        location="/v1/deployments",
     )
 
 

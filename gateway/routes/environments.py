@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
@@ -106,14 +106,13 @@ async def create_environment(request: web.Request) -> web.Response:
     org = request_org(request, principal_of(request))
     body = await read_json(request, EnvironmentBody)
     command = c.CreateEnvironment(organization_id=org, **msgspec.structs.asdict(body))
-    result = await send(request, "deploy", "create_environment", command)
-    created = msgspec.json.decode(result.data, type=c.Created)
-    await caught_up(request, result)
-    env = await fetch_environment(request.app[keys.POOL], created.id)
-    return json_response(
-        env or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/environments/{created.id}"},
+    return await answer_created(
+        request,
+        "deploy",
+        "create_environment",
+        command,
+        fetch=lambda new_id: fetch_environment(request.app[keys.POOL], new_id),
+        location="/v1/environments",
     )
 
 

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
@@ -19,7 +19,6 @@ from libs.principal import Principal
 from services.auth.commands import (
     AddMember,
     ChangeMemberRole,
-    Created,
     CreateOrganization,
     RemoveMember,
     RoleName,
@@ -92,14 +91,13 @@ async def fetch_member(pool: asyncpg.Pool, org_id: str, user_id: str) -> Member 
 async def create_organization(request: web.Request) -> web.Response:
     principal = principal_of(request)
     body = await read_json(request, CreateOrganization)
-    result = await send(request, "auth", "create_organization", body)
-    created = msgspec.json.decode(result.data, type=Created)
-    await caught_up(request, result)
-    org = await fetch_organization(request.app[keys.POOL], created.id, principal.user_id)
-    return json_response(
-        org or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/organizations/{created.id}"},
+    return await answer_created(
+        request,
+        "auth",
+        "create_organization",
+        body,
+        fetch=lambda new_id: fetch_organization(request.app[keys.POOL], new_id, principal.user_id),
+        location="/v1/organizations",
     )
 
 

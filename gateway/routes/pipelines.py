@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routes.deployments import Deployment, fetch_deployment
@@ -78,14 +78,13 @@ async def create_pipeline(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])
     body = await read_json(request, PipelineBody)
     command = convert({"service_id": service.id, **msgspec.to_builtins(body)}, c.CreatePipeline)
-    result = await send(request, "deploy", "create_pipeline", command)
-    created = msgspec.json.decode(result.data, type=c.Created)
-    await caught_up(request, result)
-    pipeline = await fetch_pipeline(request.app[keys.POOL], created.id)
-    return json_response(
-        pipeline or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/pipelines/{created.id}"},
+    return await answer_created(
+        request,
+        "deploy",
+        "create_pipeline",
+        command,
+        fetch=lambda new_id: fetch_pipeline(request.app[keys.POOL], new_id),
+        location="/v1/pipelines",
     )
 
 
@@ -151,12 +150,11 @@ async def run_pipeline(request: web.Request) -> web.Response:
         },
         c.RunPipeline,
     )
-    result = await send(request, "deploy", "run_pipeline", command)
-    created = msgspec.json.decode(result.data, type=c.Created)
-    await caught_up(request, result)
-    deployment = await fetch_deployment(request.app[keys.POOL], created.id)
-    return json_response(
-        deployment or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/deployments/{created.id}"},
+    return await answer_created(
+        request,
+        "deploy",
+        "run_pipeline",
+        command,
+        fetch=lambda new_id: fetch_deployment(request.app[keys.POOL], new_id),
+        location="/v1/deployments",
     )

@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
@@ -77,19 +77,13 @@ async def _get(request: web.Request, project_id: str) -> Project:
 async def create_project(request: web.Request) -> web.Response:
     org = request_org(request, principal_of(request))
     body = await read_json(request, ProjectBody)
-    result = await send(
+    return await answer_created(
         request,
         "deploy",
         "create_project",
         c.CreateProject(organization_id=org, **msgspec.structs.asdict(body)),
-    )
-    created = msgspec.json.decode(result.data, type=c.Created)
-    await caught_up(request, result)
-    project = await fetch_project(request.app[keys.POOL], created.id)
-    return json_response(
-        project or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/projects/{created.id}"},
+        fetch=lambda new_id: fetch_project(request.app[keys.POOL], new_id),
+        location="/v1/projects",
     )
 
 

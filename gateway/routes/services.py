@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, convert, json_response, read_json
@@ -132,14 +132,13 @@ async def create_service(request: web.Request) -> web.Response:
     request_org(request, principal_of(request))
     body = await read_json(request, ServiceBody)
     command = convert(msgspec.structs.asdict(body), c.CreateService)
-    result = await send(request, "deploy", "create_service", command)
-    created = msgspec.json.decode(result.data, type=c.Created)
-    await caught_up(request, result)
-    service = await fetch_service(request.app[keys.POOL], created.id)
-    return json_response(
-        service or {"id": created.id},
-        status=201,
-        headers={"Location": f"/v1/services/{created.id}"},
+    return await answer_created(
+        request,
+        "deploy",
+        "create_service",
+        command,
+        fetch=lambda new_id: fetch_service(request.app[keys.POOL], new_id),
+        location="/v1/services",
     )
 
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import caught_up, send
+from gateway.commands import answer_created
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
 from libs.errors import NotFound, ValidationFailed
 from libs.principal import Principal
-from services.auth.commands import Created, CreateUser
+from services.auth.commands import CreateUser
 
 api = Api("users")
 
@@ -90,12 +89,14 @@ async def me(request: web.Request) -> web.Response:
 )
 async def create_user(request: web.Request) -> web.Response:
     body = await read_json(request, CreateUser)
-    result = await send(request, "auth", "create_user", body)
-    created = msgspec.json.decode(result.data, type=Created)
-    await caught_up(request, result)
-    user = await fetch_user(request.app[keys.POOL], created.id)
-    payload: Any = user if user is not None else {"id": created.id}
-    return json_response(payload, status=201, headers={"Location": f"/v1/users/{created.id}"})
+    return await answer_created(
+        request,
+        "auth",
+        "create_user",
+        body,
+        fetch=lambda new_id: fetch_user(request.app[keys.POOL], new_id),
+        location="/v1/users",
+    )
 
 
 @api.get("/v1/users", summary="Members of an organization (default: yours)", response=Page[User])
