@@ -31,6 +31,7 @@ from gateway.routes import (
     services,
     tokens,
     users,
+    webhooks,
 )
 from gateway.settings import GatewaySettings
 from libs.database import create_pool, ensure_core_schema
@@ -51,6 +52,7 @@ ROUTE_TABLES = (
     logs.api,
     live.api,
     health.api,
+    webhooks.api,
     meta_api,
 )
 

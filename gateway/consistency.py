@@ -17,7 +17,12 @@ from libs.errors import ValidationFailed
 from libs.projections import NOTIFY_CHANNEL, checkpoint
 
 # Which projection answers reads for a context's stream.
-PROJECTION_OF_CONTEXT = {"auth": "auth", "deploy": "deploy"}
+PROJECTION_OF_CONTEXT = {
+    "auth": "auth",
+    "deploy": "deploy",
+    "webhooks": "webhooks",
+    "webhook_deliveries": "webhook_deliveries",
+}
 
 
 def parse_token(token: str) -> tuple[str, int]:

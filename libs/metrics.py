@@ -14,6 +14,14 @@ COMMANDS = Counter(
 )
 EVENTS_APPENDED = Counter("deployforge_events_appended_total", "Events appended", ["aggregate"])
 PROJECTED = Counter("deployforge_events_projected_total", "Events applied", ["projection"])
+WEBHOOK_ATTEMPTS = Counter(
+    "deployforge_webhook_attempts_total", "Webhook delivery attempts", ["outcome"]
+)
+WEBHOOK_LATENCY = Histogram(
+    "deployforge_webhook_attempt_seconds",
+    "Webhook delivery attempt latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
+)
 HTTP_REQUESTS = Counter(
     "deployforge_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )

@@ -68,9 +68,10 @@ class Stack:
     def gateway_settings(self, **overrides: Any) -> GatewaySettings:
         return load_settings(GatewaySettings, self.suite.environ(), **overrides)
 
-    async def start_auth(self, **overrides: Any) -> None:
+    async def _start(self, run_service: Any, settings: Any) -> asyncio.Event:
+        """Run a service's `run(settings, stop, ready)` in this process until it is ready."""
         stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(run(self.auth_settings(**overrides), stop, ready))
+        task = asyncio.create_task(run_service(settings, stop, ready))
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
@@ -78,18 +79,25 @@ class Stack:
             task.result()
         self._stops.append(stop)
         self._tasks.append(task)
+        return stop
+
+    async def start_auth(self, **overrides: Any) -> None:
+        await self._start(run, self.auth_settings(**overrides))
 
     async def start_deploy(self, **overrides: Any) -> None:
-        settings = load_settings(DeploySettings, self.suite.environ(), **overrides)
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(run_deploy(settings, stop, ready))
-        waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiter.cancel()
-            task.result()
-        self._stops.append(stop)
-        self._tasks.append(task)
+        await self._start(
+            run_deploy, load_settings(DeploySettings, self.suite.environ(), **overrides)
+        )
+
+    async def start_webhooks(self, **overrides: Any) -> asyncio.Event:
+        """The webhooks service; loopback receivers are allowed and retries compressed."""
+        from services.webhooks.main import WebhooksSettings
+        from services.webhooks.main import run as run_webhooks
+
+        overrides.setdefault("webhook_allowed_networks", "127.0.0.0/8")
+        overrides.setdefault("webhook_retry_schedule", "0,0.2,0.2,0.2")
+        settings = load_settings(WebhooksSettings, self.suite.environ(), **overrides)
+        return await self._start(run_webhooks, settings)
 
     async def start_agent(self, work_dir: Path, **overrides: Any) -> asyncio.Event:
         """An agent in this process; returns the event that stops it."""
@@ -100,16 +108,7 @@ class Stack:
         settings = load_settings(
             AgentSettings, self.suite.environ(), work_dir=str(work_dir), **overrides
         )
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(run_agent(settings, stop, ready))
-        waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiter.cancel()
-            task.result()
-        self._stops.append(stop)
-        self._tasks.append(task)
-        return stop
+        return await self._start(run_agent, settings)
 
     async def add_gateway(self, **overrides: Any) -> TestClient[Any, Any]:
         # Tests poll; only the rate-limit tests ask for a real limit.

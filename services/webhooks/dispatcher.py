@@ -1,0 +1,134 @@
+"""The dispatcher: every event of the contexts that publish becomes the deliveries it owes.
+
+One durable consumer per source stream, shared by every replica. A batch is
+acknowledged only once its deliveries are scheduled (appended to the
+deliveries stream); a crash before that redelivers the batch, and the derived
+delivery ids make scheduling it again a no-op. The dispatcher never waits on a
+receiver: sending is the delivery worker's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from libs.events import Event, EventCodec, Recorded, meta_from_headers
+from libs.eventstore import EventStore, StreamSpec
+from services.deploy import events as deploy
+from services.webhooks import events as hooks
+from services.webhooks.directory import Directory
+from services.webhooks.fanout import Translator, receivers, schedule
+
+log = structlog.get_logger("webhooks.dispatcher")
+
+# The streams whose events are delivered, and the aggregates in them that matter.
+SOURCES: tuple[tuple[StreamSpec, dict[str, EventCodec[Event]]], ...] = (
+    (
+        deploy.STREAM,
+        {
+            k: v
+            for k, v in deploy.CODECS.items()
+            if k in ("deployment", "project", "service", "environment")
+        },
+    ),
+    (hooks.ENDPOINTS, {"webhook": hooks.CODECS["webhook"]}),
+)
+DURABLE = "webhooks_dispatch"
+
+
+def decode(msg: Msg, codecs: dict[str, EventCodec[Any]], namespace: str) -> Recorded[Event] | None:
+    meta = meta_from_headers(msg.subject, msg.headers or {}, namespace)
+    codec = codecs.get(meta.aggregate)
+    if codec is None:
+        return None
+    event = codec.decode(msg.data, meta.event_type, meta.schema_version)
+    return Recorded(meta=meta, event=event, seq=msg.metadata.sequence.stream)
+
+
+async def ensure_consumer(store: EventStore, spec: StreamSpec, durable: str) -> None:
+    """Create the durable consumer on first start; it resumes where it was afterwards."""
+    stream = store.stream_name(spec.context)
+    try:
+        await store.js.consumer_info(stream, durable)
+    except nats.js.errors.NotFoundError:
+        await store.js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=durable,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_ack_pending=4096,
+            ),
+        )
+
+
+class Dispatcher:
+    def __init__(self, store: EventStore, directory: Directory, *, batch: int = 256) -> None:
+        self.store = store
+        self.directory = directory
+        self.translator = Translator(store)
+        self.batch = batch
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._follow(spec, codecs, stop)) for spec, codecs in SOURCES]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _follow(
+        self, spec: StreamSpec, codecs: dict[str, EventCodec[Event]], stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            try:
+                # Another context's stream is its owner's to create: wait for it.
+                await self.store.js.stream_info(self.store.stream_name(spec.context))
+                self.store.register(spec)
+                await ensure_consumer(self.store, spec, DURABLE)
+                sub = await self.store.js.pull_subscribe_bind(
+                    durable=DURABLE, stream=self.store.stream_name(spec.context)
+                )
+                try:
+                    await self._consume(sub, codecs, stop)
+                finally:
+                    await sub.unsubscribe()
+            except asyncio.CancelledError:
+                raise
+            except nats.js.errors.NotFoundError:
+                await asyncio.sleep(0.5)  # the stream does not exist yet
+            except Exception:
+                log.exception("dispatcher_restarting", stream=spec.context)
+                await asyncio.sleep(1)
+
+    async def _consume(
+        self, sub: Any, codecs: dict[str, EventCodec[Event]], stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            try:
+                msgs: list[Msg] = await sub.fetch(self.batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            if not msgs:
+                continue
+            await self.directory.sync()
+            await asyncio.gather(*(self._dispatch(m, codecs) for m in msgs))
+            for msg in msgs:
+                await msg.ack()
+
+    async def _dispatch(self, msg: Msg, codecs: dict[str, EventCodec[Event]]) -> None:
+        recorded = decode(msg, codecs, self.store.namespace)
+        if recorded is None:
+            return
+        public = await self.translator.translate(recorded)
+        if public is None:
+            return
+        hooks_ = receivers(self.directory.of_organization(public.organization_id), public)
+        await asyncio.gather(*(schedule(self.store, hook, public) for hook in hooks_))
