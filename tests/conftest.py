@@ -140,6 +140,33 @@ class Stack:
         self.admin_id = me["id"]
         self.org_id = me["default_organization_id"]
 
+    async def outsider(self, email: str = "rival@example.com") -> dict[str, str]:
+        """Headers of a user who belongs to an organization of their own and not to ours."""
+        password = "s3cret-pass-for-a-rival"
+        resp = await self.client.post(
+            "/v1/users",
+            json={"email": email, "password": password, "name": "Rival"},
+            headers=self.auth(),
+        )
+        assert resp.status == 201, await resp.text()
+        user_id = (await resp.json())["id"]
+        token = (await self.login(email, password))["access_token"]
+        resp = await self.client.post(
+            "/v1/organizations", json={"name": "Rival Inc"}, headers=self.auth(token)
+        )
+        assert resp.status == 201, await resp.text()
+        own_org = (await resp.json())["id"]
+        resp = await self.client.delete(
+            f"/v1/organizations/{self.org_id}/members/{user_id}", headers=self.auth()
+        )
+        assert resp.status == 204, await resp.text()
+        resp = await self.client.post(
+            "/v1/auth/login",
+            json={"email": email, "password": password, "organization_id": own_org},
+        )
+        assert resp.status == 200, await resp.text()
+        return self.auth((await resp.json())["access_token"])
+
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.admin_token}"}
 

@@ -152,7 +152,7 @@ class DeliveryWorker:
             while not stop.is_set():
                 try:
                     msgs: list[Msg] = await sub.fetch(self.batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 for msg in msgs:
                     await self._route(msg)

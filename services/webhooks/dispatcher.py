@@ -114,7 +114,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 msgs: list[Msg] = await sub.fetch(self.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
                 continue
             if not msgs:
                 continue

@@ -73,7 +73,7 @@ class Replayer:
                     while position < last:
                         try:
                             msgs = await sub.fetch(self.batch, timeout=1.0)
-                        except nats.errors.TimeoutError:
+                        except (nats.errors.TimeoutError, TimeoutError):
                             break  # nothing at or after `since`
                         for msg in msgs:
                             position = msg.metadata.sequence.stream
