@@ -22,6 +22,7 @@ from services.auth.main import AuthSettings, run
 from services.deploy.events import STREAM as DEPLOY_STREAM
 from services.deploy.main import DeploySettings
 from services.deploy.main import run as run_deploy
+from tests.receivers import Receivers
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -197,3 +198,13 @@ async def stack(suite: Suite) -> AsyncIterator[Stack]:
         yield running
     finally:
         await running.close()
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Receivers]:
+    made = Receivers()
+    try:
+        yield made
+    finally:
+        for receiver in made.started:
+            await receiver.stop()
