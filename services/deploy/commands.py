@@ -132,6 +132,13 @@ class CreatePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
     steps: Annotated[list[PipelineStepBody], Meta(min_length=1, max_length=20)]
 
 
+class UpdatePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pipeline_id: Id
+    name: Name | None = None
+    # Replaces every step.
+    steps: Annotated[list[PipelineStepBody], Meta(min_length=1, max_length=20)] | None = None
+
+
 class DeletePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pipeline_id: Id
 

@@ -236,11 +236,17 @@ class PipelineCreated(Event, frozen=True, kw_only=True, tag="pipeline.created"):
     steps: list[PipelineStepSpec]
 
 
+class PipelineUpdated(Event, frozen=True, kw_only=True, tag="pipeline.updated"):
+    # Only what changed: a new name, or the whole new list of steps.
+    name: str | None = None
+    steps: list[PipelineStepSpec] | None = None
+
+
 class PipelineDeleted(Event, frozen=True, kw_only=True, tag="pipeline.deleted"):
     pass
 
 
-PipelineEvent = PipelineCreated | PipelineDeleted
+PipelineEvent = PipelineCreated | PipelineUpdated | PipelineDeleted
 
 
 # dispatch.<organization_id>: the organization's queue and running slots.
