@@ -1,4 +1,4 @@
-"""Logs: what a deployment's steps or a service's instances printed.
+"""Logs: what a deployment's steps, a service's instances or one instance printed.
 
 As JSON (the last `tail` lines, optionally between `since` and `until`), or
 followed live as server-sent events (`follow=true`); gateway/log_reader.py
@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.log_reader import MAX_TAIL, LogReader, LogWindow, follow
 from gateway.routes.deployments import get_visible_deployment
+from gateway.routes.instances import get_visible_instance
 from gateway.routes.services import get_visible_service
 from gateway.routing import Api, convert, json_response
 from libs.errors import ValidationFailed
@@ -55,6 +56,12 @@ class DeploymentLogs(msgspec.Struct, frozen=True, kw_only=True):
 class ServiceLogs(msgspec.Struct, frozen=True, kw_only=True):
     service_id: str
     # `step` holds the instance that printed the line.
+    lines: list[logs.LogLine]
+
+
+class InstanceLogs(msgspec.Struct, frozen=True, kw_only=True):
+    instance_id: str
+    service_id: str
     lines: list[logs.LogLine]
 
 
@@ -106,3 +113,27 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
         return await follow(request, reader, None, query.tail)
     lines = await _stored(reader, query.tail)
     return json_response(ServiceLogs(service_id=service.id, lines=lines))
+
+
+@api.get(
+    "/v1/instances/{id}/logs",
+    summary="What one instance printed (?tail=&since=&until=); ?follow=true streams it",
+    response=InstanceLogs,
+)
+async def instance_logs(request: web.Request) -> web.StreamResponse:
+    instance = await get_visible_instance(request, request.match_info["id"])
+    query = _query(request)
+    # An instance's lines are in its service's log, each naming the instance.
+    reader = LogReader(
+        request.app[keys.NC].jetstream(),
+        request.app[keys.SETTINGS].namespace,
+        instance.service_id,
+        with_events=False,
+        window=LogWindow(since=query.since, until=query.until, step=instance.instance_id),
+    )
+    if query.follow:
+        return await follow(request, reader, None, query.tail)
+    lines = await _stored(reader, query.tail)
+    return json_response(
+        InstanceLogs(instance_id=instance.instance_id, service_id=instance.service_id, lines=lines)
+    )

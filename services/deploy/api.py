@@ -26,6 +26,7 @@ def endpoints(deps: DeployDeps) -> dict[str, Endpoint[Any]]:
         "delete_service": bind(deps, c.DeleteService, h.delete_service),
         "set_env_var": bind(deps, c.SetEnvVar, h.set_env_var),
         "control_service": bind(deps, c.ControlService, h.control_service),
+        "control_instance": bind(deps, c.ControlInstance, h.control_instance),
         "create_pipeline": bind(deps, c.CreatePipeline, p.create_pipeline),
         "update_pipeline": bind(deps, c.UpdatePipeline, p.update_pipeline),
         "delete_pipeline": bind(deps, c.DeletePipeline, p.delete_pipeline),

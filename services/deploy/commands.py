@@ -121,6 +121,13 @@ class ControlService(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
     environment_id: Id | None = None
 
 
+class ControlInstance(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    service_id: Id
+    environment_id: Id
+    instance_id: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+    action: Literal["start", "stop", "restart", "remove"]
+
+
 class PipelineStepBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
     command: CommandLine

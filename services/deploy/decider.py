@@ -28,6 +28,7 @@ from services.deploy.events import (
     EnvironmentUpdated,
     EnvVarRemoved,
     EnvVarSet,
+    InstanceControlRequested,
     PipelineCreated,
     PipelineDeleted,
     PipelineStepSpec,
@@ -299,6 +300,26 @@ def decide_control(
 ) -> list[Event]:
     require_service(state, actor, "deploy")
     return [ServiceControlRequested(action=action, environment_id=environment_id)]
+
+
+def decide_control_instance(
+    state: ServiceState,
+    actor: Principal,
+    *,
+    instance_id: str,
+    environment_id: str,
+    action: str,
+) -> list[Event]:
+    """One instance of the service. Deleting a service stops nothing, so the
+    instances of a deleted one may still be stopped and removed."""
+    if state.deleted and action in ("stop", "remove"):
+        state = msgspec.structs.replace(state, deleted=False)
+    require_service(state, actor, "deploy")
+    return [
+        InstanceControlRequested(
+            instance_id=instance_id, environment_id=environment_id, action=action
+        )
+    ]
 
 
 def decide_delete_service(

@@ -342,6 +342,23 @@ async def control_service(deps: DeployDeps, cmd: c.ControlService, ctx: CommandC
     )
 
 
+async def control_instance(deps: DeployDeps, cmd: c.ControlInstance, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    return await _update(
+        deps,
+        ctx,
+        SERVICES,
+        cmd.service_id,
+        lambda s: d.decide_control_instance(
+            s,
+            actor,
+            instance_id=cmd.instance_id,
+            environment_id=cmd.environment_id,
+            action=cmd.action,
+        ),
+    )
+
+
 async def set_env_var(deps: DeployDeps, cmd: c.SetEnvVar, ctx: CommandContext) -> Reply:
     actor = _actor(ctx)
     sealed = deps.box.seal(cmd.value.encode(), purpose=SECRET_ENV) if cmd.secret else None
