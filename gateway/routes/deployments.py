@@ -49,6 +49,8 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     failure_reason: str | None
     rollback_of: str | None
     rolled_back_by: str | None
+    # Set on a pipeline run: the pipeline whose steps it runs.
+    pipeline_id: str | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -109,7 +111,7 @@ _SELECT = (
     "   deploy.deployments h WHERE h.service_id = d.service_id AND h.status = 'succeeded'"
     "   ORDER BY h.finished_at DESC LIMIT 10) p)) END AS estimated_completion,"
     " d.notify_channels, d.config, d.commit_hash, d.release_id, d.address, d.failure_reason,"
-    " d.rollback_of, d.rolled_back_by, d.created_at, d.started_at, d.finished_at,"
+    " d.rollback_of, d.rolled_back_by, d.pipeline_id, d.created_at, d.started_at, d.finished_at,"
     " d.duration_seconds, '/v1/deployments/' || d.id || '/logs' AS logs_url"
     " FROM deploy.deployments d"
 )
@@ -194,8 +196,9 @@ _LIST = (
     " AND ($4::text IS NULL OR d.environment_id = $4)"
     " AND ($5::timestamptz IS NULL OR d.created_at >= $5)"
     " AND ($6::timestamptz IS NULL OR d.created_at < $6)"
-    " AND ($7::timestamptz IS NULL OR (d.created_at, d.id) < ($7, $8))"
-    " ORDER BY d.created_at DESC, d.id DESC LIMIT $9"
+    " AND ($7::text IS NULL OR d.pipeline_id = $7)"
+    " AND ($8::timestamptz IS NULL OR (d.created_at, d.id) < ($8, $9))"
+    " ORDER BY d.created_at DESC, d.id DESC LIMIT $10"
 )
 
 
@@ -203,11 +206,20 @@ class DeploymentFilters(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     service_id: str | None = None
     environment_id: str | None = None
+    pipeline_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
 
 
-async def _history(request: web.Request, org: str, service_id: str | None) -> web.Response:
+async def history(
+    request: web.Request,
+    org: str,
+    *,
+    service_id: str | None = None,
+    pipeline_id: str | None = None,
+) -> web.Response:
+    """A page of the organization's deployments, newest first, filtered by the query
+    (and by `service_id` or `pipeline_id` when the path names one)."""
     query = {k: v for k, v in request.query.items() if k in DeploymentFilters.__struct_fields__}
     filters = convert(query, DeploymentFilters)
     # A service token sees its own service's deployments only.
@@ -221,6 +233,7 @@ async def _history(request: web.Request, org: str, service_id: str | None) -> we
         filters.environment_id,
         filters.created_after,
         filters.created_before,
+        pipeline_id or filters.pipeline_id,
         build=lambda r: Deployment(**dict(r)),
     )
     return json_response(page)
@@ -237,7 +250,7 @@ async def _history(request: web.Request, org: str, service_id: str | None) -> we
     response=Page[Deployment],
 )
 async def list_deployments(request: web.Request) -> web.Response:
-    return await _history(request, request_org(request, principal_of(request)), None)
+    return await history(request, request_org(request, principal_of(request)))
 
 
 @api.get(
@@ -247,7 +260,7 @@ async def list_deployments(request: web.Request) -> web.Response:
 )
 async def service_history(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])
-    return await _history(request, service.organization_id, service.id)
+    return await history(request, service.organization_id, service_id=service.id)
 
 
 @api.get(

@@ -1,368 +1,56 @@
-"""A deployment's log: its last lines as JSON, or followed live as server-sent events.
+"""Logs: what a deployment's steps, a service's instances or one instance printed.
 
-Lines are read from the log stream (services/deploy/logs.py) with an ordered
-consumer filtered to the deployment's subject. `?follow=true` sends the tail,
-then every new line (`event: log`, its stream sequence as the SSE id, so a
-client that reconnects with `Last-Event-ID` resumes where it was) and every
-status change (`event: status`), and ends with `event: end` once the
-deployment has ended.
+As JSON (the last `tail` lines, optionally between `since` and `until`), or
+followed live as server-sent events (`follow=true`); gateway/log_reader.py
+reads and follows the log stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections import deque
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated
 
 import msgspec
-import nats.js.errors
-import structlog
 from aiohttp import web
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gateway import keys
-from gateway.routes.deployments import Deployment, get_visible_deployment
-from gateway.routes.live import (
-    TERMINAL,
-    LiveEvent,
-    close_subscription,
-    deployment_events,
-    describe,
-    failure_reason,
-    response_headers,
-)
+from gateway.log_reader import MAX_TAIL, LogReader, LogWindow, follow
+from gateway.routes.deployments import get_visible_deployment
+from gateway.routes.instances import get_visible_instance
 from gateway.routes.services import get_visible_service
 from gateway.routing import Api, convert, json_response
+from libs.errors import ValidationFailed
 from services.deploy import logs
 
-log = structlog.get_logger("gateway.logs")
 api = Api("logs")
 
-MAX_TAIL = 10_000
-# With nothing to send, a comment line this often keeps proxies from closing
-# the stream and shows whether the client is still there.
-KEEPALIVE_SECONDS = 15.0
-# How long a follower waits, once the deployment ended, for lines still on their way.
-DRAIN_SECONDS = 2.0
-# Reading stored lines: the longest wait for the next one before giving up.
-READ_TIMEOUT = 5.0
-_STREAM_NOT_FOUND = 10059
+# RFC 3339, with its offset: a time without one would mean a different moment
+# on every machine.
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class LogsQuery(msgspec.Struct, frozen=True, kw_only=True):
     tail: Annotated[int, msgspec.Meta(ge=1, le=MAX_TAIL)] = 1000
     follow: bool = False
+    # Only lines whose `ts` is at or after `since`, and at or before `until`.
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+
+def _query(request: web.Request) -> LogsQuery:
+    query = convert(
+        {k: v for k, v in request.query.items() if k in LogsQuery.__struct_fields__}, LogsQuery
+    )
+    if query.since is not None and query.until is not None and query.until < query.since:
+        raise ValidationFailed("until is before since", "$.until")
+    if query.follow and query.until is not None:
+        raise ValidationFailed("a followed log has no end: leave out until", "$.until")
+    return query
 
 
 class DeploymentLogs(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
     lines: list[logs.LogLine]
-
-
-class StatusChange(msgspec.Struct, frozen=True, kw_only=True):
-    deployment_id: str
-    status: str
-    # The step the change is about and its state, as in the WebSocket's events.
-    step: str | None
-    state: str | None
-    event: str | None = None
-    reason: str | None = None
-
-
-_encoder = msgspec.json.Encoder()
-Source = Literal["log", "event"]
-
-
-def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
-    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id is not None else "")
-    # JSON escapes line breaks, so the data is always one `data:` line.
-    return head.encode() + b"data: " + _encoder.encode(data) + b"\n\n"
-
-
-async def _last_seq(js: JetStreamContext, stream: str, subject: str) -> int | None:
-    """The stream sequence of the subject's last message: 0 if none, None without a stream."""
-    try:
-        return (await js.get_last_msg(stream, subject)).seq or 0
-    except nats.js.errors.NotFoundError as exc:
-        return None if exc.err_code == _STREAM_NOT_FOUND else 0
-
-
-class _Reader:
-    """The log lines and, when following, the events of one deployment, in one queue."""
-
-    def __init__(
-        self, js: JetStreamContext, namespace: str, deployment_id: str, *, with_events: bool = True
-    ) -> None:
-        self.js = js
-        # A service's log has no deployment events to follow.
-        self.with_events = with_events
-        self.namespace = namespace
-        self.deployment_id = deployment_id
-        self.stream = logs.stream_name(namespace)
-        self.subject = logs.subject(namespace, deployment_id)
-        self.events_stream, store = deployment_events(js, namespace)
-        self.events_subject = store.subject("deployment", deployment_id)
-        # Bounded: a slow client holds back delivery (flow control), not memory.
-        self.queue: asyncio.Queue[tuple[Source, Msg]] = asyncio.Queue(maxsize=512)
-        self.subs: list[JetStreamContext.PushSubscription] = []
-        self.last_seq: int | None = None
-        self.delivered_seq = 0
-
-    async def open(self, *, start_seq: int = 1, follow: bool = False) -> None:
-        """Subscribe; the lines stored until now end at `last_seq`."""
-        if follow and self.with_events:
-            # The deployment's last event first: it ended if that is a terminal one,
-            # even when the read model has not caught up yet.
-            await self._subscribe(
-                "event", self.events_stream, self.events_subject, DeliverPolicy.LAST_PER_SUBJECT
-            )
-        self.last_seq = await _last_seq(self.js, self.stream, self.subject)
-        if self.last_seq is None:
-            log.warning("log_stream_missing", stream=self.stream)
-            return
-        self.delivered_seq = start_seq - 1
-        if self.last_seq >= start_seq or follow:
-            await self._subscribe(
-                "log",
-                self.stream,
-                self.subject,
-                DeliverPolicy.BY_START_SEQUENCE,
-                start_seq=start_seq,
-            )
-
-    async def _subscribe(
-        self,
-        source: Source,
-        stream: str,
-        subject: str,
-        policy: DeliverPolicy,
-        start_seq: int | None = None,
-    ) -> None:
-        async def enqueue(msg: Msg) -> None:
-            await self.queue.put((source, msg))
-
-        config = ConsumerConfig(deliver_policy=policy, opt_start_seq=start_seq)
-        self.subs.append(
-            await self.js.subscribe(
-                subject, stream=stream, cb=enqueue, ordered_consumer=True, config=config
-            )
-        )
-
-    async def close(self) -> None:
-        subs, self.subs = self.subs, []
-        for sub in subs:
-            await close_subscription(self.js, sub)
-
-    def line(self, msg: Msg) -> tuple[int, logs.LogLine] | None:
-        seq = msg.metadata.sequence.stream
-        self.delivered_seq = max(self.delivered_seq, seq)
-        try:
-            return seq, logs.decode_line(msg.data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            log.warning("unreadable_log_line", subject=msg.subject, seq=seq)
-            return None
-
-    def caught_up(self, upto: int | None) -> bool:
-        return upto is None or self.delivered_seq >= upto
-
-    async def stored(
-        self, tail: int, held: list[Msg] | None = None
-    ) -> list[tuple[int, logs.LogLine]]:
-        """The last `tail` lines stored when opened; events met meanwhile go to `held`."""
-        lines: deque[tuple[int, logs.LogLine]] = deque(maxlen=tail)
-        while not self.caught_up(self.last_seq):
-            try:
-                source, msg = await asyncio.wait_for(self.queue.get(), READ_TIMEOUT)
-            except TimeoutError:
-                # Lines may have aged out of the stream since it was asked.
-                log.warning("log_read_timed_out", subject=self.subject)
-                break
-            if source == "event":
-                if held is not None:
-                    held.append(msg)
-                continue
-            line = self.line(msg)
-            if line is not None:
-                lines.append(line)
-            if msg.metadata.num_pending == 0:
-                break
-        return list(lines)
-
-
-@api.get(
-    "/v1/deployments/{id}/logs",
-    summary="A deployment's log lines (?tail=N); ?follow=true streams them (SSE) until it ends",
-    response=DeploymentLogs,
-)
-async def deployment_logs(request: web.Request) -> web.StreamResponse:
-    deployment = await get_visible_deployment(request, request.match_info["id"])
-    query = convert(
-        {k: v for k, v in request.query.items() if k in LogsQuery.__struct_fields__}, LogsQuery
-    )
-    reader = _Reader(
-        request.app[keys.NC].jetstream(), request.app[keys.SETTINGS].namespace, deployment.id
-    )
-    if query.follow:
-        return await _follow(request, reader, deployment, query.tail)
-    try:
-        await reader.open()
-        lines = await reader.stored(query.tail)
-    finally:
-        await reader.close()
-    return json_response(
-        DeploymentLogs(deployment_id=deployment.id, lines=[line for _, line in lines])
-    )
-
-
-def _resume_from(request: web.Request) -> int | None:
-    last_id = request.headers.get("Last-Event-ID", "")
-    return int(last_id) + 1 if last_id.isdigit() else None
-
-
-async def _follow(
-    request: web.Request, reader: _Reader, deployment: Deployment | None, tail: int
-) -> web.StreamResponse:
-    """Stream lines as server-sent events; a deployment's until it ends, a service's
-    (`deployment` None) until the client leaves."""
-    resume = _resume_from(request)
-    try:
-        await reader.open(start_seq=resume or 1, follow=True)
-        response = web.StreamResponse(
-            headers={
-                **response_headers(request),
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                # Tell nginx-like proxies not to buffer the stream.
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
-        follower = _Follower(request, response, reader, deployment)
-        try:
-            await follower.run(MAX_TAIL if resume else tail)
-        except ConnectionResetError:
-            pass  # the client left
-        except Exception:
-            # The stream has started: the error middleware can no longer answer.
-            log.exception("log_follow_failed", subject=reader.subject)
-            with contextlib.suppress(ConnectionResetError):
-                await response.write(_sse("error", {"message": "internal error"}))
-        return response
-    finally:
-        await reader.close()
-
-
-class _Follower:
-    def __init__(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        reader: _Reader,
-        deployment: Deployment | None,
-    ) -> None:
-        self.request = request
-        self.response = response
-        self.reader = reader
-        self.deployment_id = deployment.id if deployment else reader.deployment_id
-        # A service's log never ends: it is followed until the client leaves.
-        self.status = deployment.status if deployment else "running"
-        self.sent: StatusChange | None = None
-        self.first = (
-            None
-            if deployment is None
-            else StatusChange(
-                deployment_id=deployment.id,
-                status=deployment.status,
-                step=deployment.current_step,
-                state="running" if deployment.current_step else deployment.status,
-                reason=deployment.failure_reason,
-            )
-        )
-        self.written_at = time.monotonic()
-
-    async def write(self, chunk: bytes) -> None:
-        await self.response.write(chunk)
-        self.written_at = time.monotonic()
-
-    async def run(self, tail: int) -> None:
-        held: list[Msg] = []
-        for seq, line in await self.reader.stored(tail, held):
-            await self.write(_sse("log", line, seq))
-        if self.first is not None:
-            await self.status_change(self.first)
-        for msg in held:
-            await self.on_event(msg)
-        while self.status not in TERMINAL:
-            try:
-                source, msg = await asyncio.wait_for(self.reader.queue.get(), 1.0)
-            except TimeoutError:
-                if self.client_gone():
-                    return
-                if time.monotonic() - self.written_at >= KEEPALIVE_SECONDS:
-                    await self.write(b": keepalive\n\n")
-                continue
-            if source == "log":
-                await self.on_line(msg)
-            else:
-                await self.on_event(msg)
-        await self.drain()
-        await self.write(_sse("end", {"deployment_id": self.deployment_id, "status": self.status}))
-        await self.response.write_eof()
-
-    def client_gone(self) -> bool:
-        # Without handler cancellation aiohttp does not stop this handler when the
-        # client disconnects; a closing transport says so.
-        transport = self.request.transport
-        return transport is None or transport.is_closing()
-
-    async def on_line(self, msg: Msg) -> None:
-        line = self.reader.line(msg)
-        if line is not None:
-            await self.write(_sse("log", line[1], line[0]))
-
-    async def on_event(self, msg: Msg) -> None:
-        described = describe(msg, self.reader.namespace)
-        if described is None:
-            return
-        live, event = described
-        await self.status_change(_change(live, failure_reason(event)))
-
-    async def status_change(self, change: StatusChange) -> None:
-        self.status = change.status
-        key = (change.status, change.step, change.state)
-        if self.sent is None or key != (self.sent.status, self.sent.step, self.sent.state):
-            self.sent = change
-            await self.write(_sse("status", change))
-
-    async def drain(self) -> None:
-        """Send the lines published before the deployment ended that are still in flight."""
-        upto = await _last_seq(self.reader.js, self.reader.stream, self.reader.subject)
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while not self.reader.caught_up(upto):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                source, msg = await asyncio.wait_for(self.reader.queue.get(), remaining)
-            except TimeoutError:
-                return
-            if source == "log":
-                await self.on_line(msg)
-
-
-def _change(live: LiveEvent, reason: str | None) -> StatusChange:
-    return StatusChange(
-        deployment_id=live.deployment_id,
-        status=live.status,
-        step=live.name,
-        state=live.state,
-        event=live.type,
-        reason=reason,
-    )
 
 
 class ServiceLogs(msgspec.Struct, frozen=True, kw_only=True):
@@ -371,27 +59,81 @@ class ServiceLogs(msgspec.Struct, frozen=True, kw_only=True):
     lines: list[logs.LogLine]
 
 
+class InstanceLogs(msgspec.Struct, frozen=True, kw_only=True):
+    instance_id: str
+    service_id: str
+    lines: list[logs.LogLine]
+
+
+async def _stored(reader: LogReader, tail: int) -> list[logs.LogLine]:
+    try:
+        await reader.open()
+        lines = await reader.stored(tail)
+    finally:
+        await reader.close()
+    return [line for _, line in lines]
+
+
+@api.get(
+    "/v1/deployments/{id}/logs",
+    summary="A deployment's log lines (?tail=&since=&until=); ?follow=true streams them (SSE)",
+    response=DeploymentLogs,
+)
+async def deployment_logs(request: web.Request) -> web.StreamResponse:
+    deployment = await get_visible_deployment(request, request.match_info["id"])
+    query = _query(request)
+    reader = LogReader(
+        request.app[keys.NC].jetstream(),
+        request.app[keys.SETTINGS].namespace,
+        deployment.id,
+        window=LogWindow(since=query.since, until=query.until),
+    )
+    if query.follow:
+        return await follow(request, reader, deployment, query.tail)
+    lines = await _stored(reader, query.tail)
+    return json_response(DeploymentLogs(deployment_id=deployment.id, lines=lines))
+
+
 @api.get(
     "/v1/services/{id}/logs",
-    summary="What a service's instances printed (?tail=N); ?follow=true streams it (SSE)",
+    summary="What a service's instances printed (?tail=&since=&until=); ?follow=true streams it",
     response=ServiceLogs,
 )
 async def service_logs(request: web.Request) -> web.StreamResponse:
     service = await get_visible_service(request, request.match_info["id"])
-    query = convert(
-        {k: v for k, v in request.query.items() if k in LogsQuery.__struct_fields__}, LogsQuery
-    )
-    reader = _Reader(
+    query = _query(request)
+    reader = LogReader(
         request.app[keys.NC].jetstream(),
         request.app[keys.SETTINGS].namespace,
         service.id,
         with_events=False,
+        window=LogWindow(since=query.since, until=query.until),
     )
     if query.follow:
-        return await _follow(request, reader, None, query.tail)
-    try:
-        await reader.open()
-        lines = await reader.stored(query.tail)
-    finally:
-        await reader.close()
-    return json_response(ServiceLogs(service_id=service.id, lines=[line for _, line in lines]))
+        return await follow(request, reader, None, query.tail)
+    lines = await _stored(reader, query.tail)
+    return json_response(ServiceLogs(service_id=service.id, lines=lines))
+
+
+@api.get(
+    "/v1/instances/{id}/logs",
+    summary="What one instance printed (?tail=&since=&until=); ?follow=true streams it",
+    response=InstanceLogs,
+)
+async def instance_logs(request: web.Request) -> web.StreamResponse:
+    instance = await get_visible_instance(request, request.match_info["id"])
+    query = _query(request)
+    # An instance's lines are in its service's log, each naming the instance.
+    reader = LogReader(
+        request.app[keys.NC].jetstream(),
+        request.app[keys.SETTINGS].namespace,
+        instance.service_id,
+        with_events=False,
+        window=LogWindow(since=query.since, until=query.until, step=instance.instance_id),
+    )
+    if query.follow:
+        return await follow(request, reader, None, query.tail)
+    lines = await _stored(reader, query.tail)
+    return json_response(
+        InstanceLogs(instance_id=instance.instance_id, service_id=instance.service_id, lines=lines)
+    )

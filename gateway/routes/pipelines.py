@@ -10,10 +10,10 @@ import msgspec
 from aiohttp import web
 
 from gateway import keys
-from gateway.commands import answer_created, send
+from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
-from gateway.routes.deployments import Deployment, fetch_deployment
+from gateway.routes.deployments import Deployment, fetch_deployment, history
 from gateway.routes.services import get_visible_service
 from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import request_org, require_visible
@@ -30,11 +30,18 @@ class Pipeline(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     steps: list[dict[str, Any]]
     created_at: datetime
+    updated_at: datetime
 
 
 class PipelineBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: c.Name
     steps: list[c.PipelineStepBody]
+
+
+class PipelinePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: c.Name | None = None
+    # Replaces every step.
+    steps: list[c.PipelineStepBody] | None = None
 
 
 class RunBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,7 +52,10 @@ class RunBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     parameters: dict[str, c.ParameterValue] = {}
 
 
-_COLUMNS = "id, organization_id, service_id, name, steps, created_at"
+_COLUMNS = (
+    "id, organization_id, service_id, name, steps, created_at,"
+    " coalesce(updated_at, created_at) AS updated_at"
+)
 
 
 async def fetch_pipeline(pool: asyncpg.Pool, pipeline_id: str) -> Pipeline | None:
@@ -109,6 +119,33 @@ async def list_pipelines(request: web.Request) -> web.Response:
 @api.get("/v1/pipelines/{id}", summary="One pipeline", response=Pipeline)
 async def get_pipeline(request: web.Request) -> web.Response:
     return json_response(await _get(request, request.match_info["id"]))
+
+
+@api.patch(
+    "/v1/pipelines/{id}",
+    summary="Rename a pipeline or replace its steps",
+    scope="write",
+    body=PipelinePatch,
+    response=Pipeline,
+)
+async def update_pipeline(request: web.Request) -> web.Response:
+    pipeline = await _get(request, request.match_info["id"])
+    body = await read_json(request, PipelinePatch)
+    fields = {k: v for k, v in msgspec.to_builtins(body).items() if v is not None}
+    command = convert({"pipeline_id": pipeline.id, **fields}, c.UpdatePipeline)
+    result = await send(request, "deploy", "update_pipeline", command)
+    await caught_up(request, result)
+    return json_response(await fetch_pipeline(request.app[keys.POOL], pipeline.id))
+
+
+@api.get(
+    "/v1/pipelines/{id}/runs",
+    summary="The deployments a pipeline ran, newest first",
+    response=Page[Deployment],
+)
+async def pipeline_runs(request: web.Request) -> web.Response:
+    pipeline = await _get(request, request.match_info["id"])
+    return await history(request, pipeline.organization_id, pipeline_id=pipeline.id)
 
 
 @api.delete("/v1/pipelines/{id}", summary="Delete a pipeline", scope="write", status=204)

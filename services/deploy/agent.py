@@ -39,7 +39,7 @@ from libs.ids import new_id
 from libs.lifecycle import run_until_signalled
 from libs.messaging import CommandBus, connect_nats
 from libs.settings import CoreSettings, load_settings
-from services.deploy import instance_state, jobs, logs, manifest
+from services.deploy import instance_control, instance_state, jobs, logs, manifest
 from services.deploy.commands import JobSpec
 from services.deploy.events import PipelineStepSpec
 from services.deploy.health import free_port, health_url, wait_healthy
@@ -95,6 +95,18 @@ class Route(msgspec.Struct, kw_only=True):
     env_defaults: dict[str, str] = {}
     # Stopped on request: the release is kept, the address answers 503.
     stopped: bool = False
+    # Instances (of `instances`) stopped one by one on request: kept, for a start.
+    stopped_instances: list[str] = []
+
+    def running(self) -> list[tuple[str, int]]:
+        """The instances that should be running, with their ports."""
+        pairs = zip(self.instances, self.ports, strict=True)
+        return [(i, port) for i, port in pairs if i not in self.stopped_instances]
+
+    def serving_port(self) -> int | None:
+        """Where the stable address sends requests: the first running instance."""
+        running = self.running()
+        return running[0][1] if running else None
 
     def instance_env(self, service_env: dict[str, str], port: int) -> dict[str, str]:
         """An instance's environment when started again (a restart, or after adoption)."""
@@ -135,9 +147,9 @@ class Agent:
         self.routes: dict[str, Route] = {}
         self._route_locks: dict[str, asyncio.Lock] = {}
         self._leases: KeyValue | None = None
-        self._reports: KeyValue | None = None
+        self.reports: KeyValue | None = None
         # Which service each instance runs, for its log lines.
-        self._service_of: dict[str, str] = {}
+        self.service_of: dict[str, str] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -148,7 +160,7 @@ class Agent:
             log.warning("reaped_leftover_steps", process_groups=reaped)
         self._leases = await jobs.ensure(self.js, self.namespace, self.settings.stream_replicas)
         await logs.ensure_stream(self.js, self.namespace, self.settings.stream_replicas)
-        self._reports = await instance_state.bucket(
+        self.reports = await instance_state.bucket(
             self.js, self.namespace, self.settings.stream_replicas
         )
         await self._restore_routes()
@@ -375,7 +387,7 @@ class Agent:
         if commit is None and (source / ".deployforge-commit").exists():
             commit = (source / ".deployforge-commit").read_text().strip()
 
-        async with self._lock(route_key):
+        async with self.lock(route_key):
             return await self._release(spec, route_key, release_id, source, step, line, commit)
 
     async def _release(
@@ -411,7 +423,7 @@ class Agent:
                     "PORT": str(port),
                     "DEPLOYFORGE_DEPLOYMENT_ID": spec.deployment_id,
                 }
-                self._service_of[instance_id] = spec.service_id
+                self.service_of[instance_id] = spec.service_id
                 await self.supervisor.start(
                     InstanceSpec(
                         instance_id=instance_id,
@@ -474,8 +486,8 @@ class Agent:
             deployment_id=spec.deployment_id,
             env_defaults=spec.manifest_env,
         )
-        self._save_routes()
-        await self._report_instances()
+        self.save_routes()
+        await self.report_instances()
         await step("cleanup", cleanup)
         return commit, release_id, f"http://{self.settings.proxy_host}:{route.listen_port}"
 
@@ -539,7 +551,15 @@ class Agent:
         prefix = f"{self.namespace}." if self.namespace else ""
 
         async def on_event(msg: Msg) -> None:
-            if (msg.headers or {}).get(H_EVENT_TYPE) != "service.control_requested":
+            event_type = (msg.headers or {}).get(H_EVENT_TYPE)
+            if event_type == "service.instance_control_requested":
+                acting = instance_control.requested(self, msg)
+                if acting is not None:
+                    task = asyncio.create_task(acting)
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                return
+            if event_type != "service.control_requested":
                 return
             service_id = msg.subject.rsplit(".", 1)[1]
             request = _control_decoder.decode(msg.data)
@@ -558,7 +578,7 @@ class Agent:
         )
 
     async def _control(self, key: str, action: str) -> None:
-        async with self._lock(key):
+        async with self.lock(key):
             route = self.routes[key]  # as it is now, not as when the event arrived
             try:
                 if action == "stop":
@@ -573,23 +593,25 @@ class Agent:
         if proxy is not None:
             proxy.set_upstream(None)
         await self._stop_instances(key, route.instances)
-        self.routes[key] = msgspec.structs.replace(route, instances=[], ports=[], stopped=True)
-        self._save_routes()
+        self.routes[key] = msgspec.structs.replace(
+            route, instances=[], ports=[], stopped=True, stopped_instances=[]
+        )
+        self.save_routes()
         log.info("service_stopped", route=key)
 
     async def _start_route(self, key: str, route: Route, *, replace: bool) -> None:
         """Start the route's release on fresh ports and move traffic to it; with
         `replace`, the instances it had (a restart) are drained and stopped after."""
-        if not route.argv or (route.instances and not replace):
+        if not route.argv or (route.running() and not replace):
             return
-        env = await self._service_env(route.service_id)
+        env = await self.service_env(route.service_id)
         cwd = Path(route.cwd)
         new_ids: list[str] = []
         new_ports: list[int] = []
         for n in range(route.replicas):
             port = free_port()
             instance_id = f"{route.release_id}-{int(time.time() * 1000)}-{n}"
-            self._service_of[instance_id] = route.service_id
+            self.service_of[instance_id] = route.service_id
             await self.supervisor.start(
                 InstanceSpec(
                     instance_id=instance_id,
@@ -612,28 +634,28 @@ class Agent:
         proxy.set_upstream(new_ports[0])
         old_ids, old_ports = route.instances, route.ports
         self.routes[key] = msgspec.structs.replace(
-            route, instances=new_ids, ports=new_ports, stopped=False
+            route, instances=new_ids, ports=new_ports, stopped=False, stopped_instances=[]
         )
-        self._save_routes()
+        self.save_routes()
         for port in old_ports:
             await proxy.drain(port, timeout=self.settings.drain_seconds)
         await self._stop_instances(key, old_ids)
-        await self._report_instances()
+        await self.report_instances()
         log.info("service_started", route=key, instances=new_ids)
 
     async def _stop_instances(self, key: str, instance_ids: list[str]) -> None:
         service_id, environment_id = key.split(":", 1)
         for instance_id in instance_ids:
             await self.supervisor.stop(instance_id)
-            if self._reports is not None:
+            if self.reports is not None:
                 await instance_state.remove(
-                    self._reports, f"{service_id}.{environment_id}.{instance_id}"
+                    self.reports, f"{service_id}.{environment_id}.{instance_id}"
                 )
 
     async def _instance_line(self, instance_id: str, line: str) -> None:
         """A running instance's output goes to its service's log (`logs.<service_id>`),
         from its first line on: before the release takes traffic too."""
-        service_id = self._service_of.get(instance_id)
+        service_id = self.service_of.get(instance_id)
         if service_id is None:
             return
         writer = logs.LogWriter(self.js, self.namespace, service_id)
@@ -644,15 +666,15 @@ class Agent:
     async def _report_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self._report_instances()
+                await self.report_instances()
             except nats.errors.Error as exc:
                 log.warning("instance_report_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=instance_state.REPORT_SECONDS)
 
-    async def _report_instances(self) -> None:
+    async def report_instances(self) -> None:
         """Publish the state of every instance this agent runs (for the API and drift)."""
-        if self._reports is None:
+        if self.reports is None:
             return
         now = _now()
         for route_key, route in list(self.routes.items()):
@@ -664,7 +686,7 @@ class Agent:
                     continue
                 stats = instance.stats()
                 await instance_state.publish(
-                    self._reports,
+                    self.reports,
                     instance_state.InstanceReport(
                         instance_id=instance_id,
                         service_id=service_id,
@@ -684,12 +706,12 @@ class Agent:
                     ),
                 )
 
-    def _lock(self, route_key: str) -> asyncio.Lock:
+    def lock(self, route_key: str) -> asyncio.Lock:
         return self._route_locks.setdefault(route_key, asyncio.Lock())
 
     # --- the stable addresses survive an agent restart -----------------------------------
 
-    def _save_routes(self) -> None:
+    def save_routes(self) -> None:
         tmp = self._routes_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(msgspec.to_builtins(self.routes)))
         tmp.replace(self._routes_path)
@@ -703,9 +725,9 @@ class Agent:
         for route in self.routes.values():
             if not route.instances or not route.argv:
                 continue
-            env = await self._service_env(route.service_id)
-            for instance_id, port in zip(route.instances, route.ports, strict=True):
-                self._service_of[instance_id] = route.service_id
+            env = await self.service_env(route.service_id)
+            for instance_id, port in route.running():
+                self.service_of[instance_id] = route.service_id
                 specs.append(
                     InstanceSpec(
                         instance_id=instance_id,
@@ -722,10 +744,10 @@ class Agent:
             log.info("instances_adopted", pids=[i.pid for i in adopted])
         for key, route in list(self.routes.items()):
             proxy = await self.proxies.ensure(key, route.listen_port)
-            if route.ports:
-                proxy.set_upstream(route.ports[0])
+            if route.serving_port() is not None:
+                proxy.set_upstream(route.serving_port())
 
-    async def _service_env(self, service_id: str) -> dict[str, str]:
+    async def service_env(self, service_id: str) -> dict[str, str]:
         try:
             result = await self.bus.request("deploy", "service_env", {"service_id": service_id})
         except DomainError as exc:

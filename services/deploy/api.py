@@ -7,6 +7,7 @@ from typing import Any
 from libs.messaging import Endpoint, bind
 from services.deploy import commands as c
 from services.deploy import handlers as h
+from services.deploy import pipelines as p
 from services.deploy.handlers import DeployDeps
 
 SERVICE = "deploy"
@@ -25,9 +26,11 @@ def endpoints(deps: DeployDeps) -> dict[str, Endpoint[Any]]:
         "delete_service": bind(deps, c.DeleteService, h.delete_service),
         "set_env_var": bind(deps, c.SetEnvVar, h.set_env_var),
         "control_service": bind(deps, c.ControlService, h.control_service),
-        "create_pipeline": bind(deps, c.CreatePipeline, h.create_pipeline),
-        "delete_pipeline": bind(deps, c.DeletePipeline, h.delete_pipeline),
-        "run_pipeline": bind(deps, c.RunPipeline, h.run_pipeline),
+        "control_instance": bind(deps, c.ControlInstance, h.control_instance),
+        "create_pipeline": bind(deps, c.CreatePipeline, p.create_pipeline),
+        "update_pipeline": bind(deps, c.UpdatePipeline, p.update_pipeline),
+        "delete_pipeline": bind(deps, c.DeletePipeline, p.delete_pipeline),
+        "run_pipeline": bind(deps, c.RunPipeline, p.run_pipeline),
         "remove_env_var": bind(deps, c.RemoveEnvVar, h.remove_env_var),
         "create_deployment": bind(deps, c.CreateDeployment, h.create_deployment),
         "rollback": bind(deps, c.Rollback, h.rollback),

@@ -121,6 +121,13 @@ class ControlService(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
     environment_id: Id | None = None
 
 
+class ControlInstance(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    service_id: Id
+    environment_id: Id
+    instance_id: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+    action: Literal["start", "stop", "restart", "remove"]
+
+
 class PipelineStepBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
     command: CommandLine
@@ -130,6 +137,13 @@ class CreatePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
     service_id: Id
     name: Name
     steps: Annotated[list[PipelineStepBody], Meta(min_length=1, max_length=20)]
+
+
+class UpdatePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pipeline_id: Id
+    name: Name | None = None
+    # Replaces every step.
+    steps: Annotated[list[PipelineStepBody], Meta(min_length=1, max_length=20)] | None = None
 
 
 class DeletePipeline(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):

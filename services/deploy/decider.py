@@ -28,9 +28,11 @@ from services.deploy.events import (
     EnvironmentUpdated,
     EnvVarRemoved,
     EnvVarSet,
+    InstanceControlRequested,
     PipelineCreated,
     PipelineDeleted,
     PipelineStepSpec,
+    PipelineUpdated,
     ProjectCreated,
     ProjectDeleted,
     ProjectSlugClaimed,
@@ -300,6 +302,26 @@ def decide_control(
     return [ServiceControlRequested(action=action, environment_id=environment_id)]
 
 
+def decide_control_instance(
+    state: ServiceState,
+    actor: Principal,
+    *,
+    instance_id: str,
+    environment_id: str,
+    action: str,
+) -> list[Event]:
+    """One instance of the service. Deleting a service stops nothing, so the
+    instances of a deleted one may still be stopped and removed."""
+    if state.deleted and action in ("stop", "remove"):
+        state = msgspec.structs.replace(state, deleted=False)
+    require_service(state, actor, "deploy")
+    return [
+        InstanceControlRequested(
+            instance_id=instance_id, environment_id=environment_id, action=action
+        )
+    ]
+
+
 def decide_delete_service(
     state: ServiceState, actor: Principal, active_deployments: int
 ) -> list[Event]:
@@ -507,6 +529,7 @@ class PipelineState(msgspec.Struct, frozen=True, kw_only=True):
     pipeline_id: str | None = None
     organization_id: str | None = None
     service_id: str | None = None
+    name: str = ""
     steps: tuple[PipelineStepSpec, ...] = ()
     deleted: bool = False
 
@@ -522,7 +545,14 @@ def evolve_pipeline(state: PipelineState, event: Event) -> PipelineState:
                 pipeline_id=event.pipeline_id,
                 organization_id=event.organization_id,
                 service_id=event.service_id,
+                name=event.name,
                 steps=tuple(event.steps),
+            )
+        case PipelineUpdated():
+            return msgspec.structs.replace(
+                state,
+                name=state.name if event.name is None else event.name,
+                steps=state.steps if event.steps is None else tuple(event.steps),
             )
         case PipelineDeleted():
             return msgspec.structs.replace(state, deleted=True)
@@ -535,13 +565,17 @@ def decide_create_pipeline(
     require_service(service, actor, "write")
     if state.pipeline_id is not None:
         raise Conflict("pipeline already exists")
-    names = [step.name for step in created.steps]
+    _check_steps(created.steps)
+    return [created]
+
+
+def _check_steps(steps: list[PipelineStepSpec]) -> None:
+    names = [step.name for step in steps]
     if len(set(names)) != len(names):
         raise ValidationFailed("step names must be unique", "$.steps")
     reserved = {"fetch", "build", "start", "health_check", "switch", "cleanup"} & set(names)
     if reserved:
         raise ValidationFailed(f"{', '.join(sorted(reserved))}: the agent's own steps", "$.steps")
-    return [created]
 
 
 def require_pipeline(state: PipelineState, actor: Principal, scope: str) -> None:
@@ -550,6 +584,24 @@ def require_pipeline(state: PipelineState, actor: Principal, scope: str) -> None
     require(actor, scope, state.organization_id)
     if actor.service_id is not None and actor.service_id != state.service_id:
         raise NotFound("pipeline not found")
+
+
+def decide_update_pipeline(
+    state: PipelineState,
+    actor: Principal,
+    *,
+    name: str | None,
+    steps: list[PipelineStepSpec] | None,
+) -> list[Event]:
+    """Rename, or replace the steps; runs that an agent starts afterwards use the change."""
+    require_pipeline(state, actor, "write")
+    if steps is not None:
+        _check_steps(steps)
+    new_name = None if name is None or name == state.name else name
+    new_steps = None if steps is None or tuple(steps) == state.steps else steps
+    if new_name is None and new_steps is None:
+        return []
+    return [PipelineUpdated(name=new_name, steps=new_steps)]
 
 
 def decide_delete_pipeline(state: PipelineState, actor: Principal) -> list[Event]:

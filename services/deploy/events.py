@@ -134,6 +134,16 @@ class ServiceControlRequested(Event, frozen=True, kw_only=True, tag="service.con
     environment_id: str | None = None  # None: every environment
 
 
+class InstanceControlRequested(
+    Event, frozen=True, kw_only=True, tag="service.instance_control_requested"
+):
+    """Start, stop, restart or remove one instance; the agent running it acts on it."""
+
+    instance_id: str
+    environment_id: str
+    action: str  # start | stop | restart | remove
+
+
 ServiceEvent = (
     ServiceCreated
     | ServiceUpdated
@@ -141,6 +151,7 @@ ServiceEvent = (
     | EnvVarRemoved
     | ServiceDeleted
     | ServiceControlRequested
+    | InstanceControlRequested
 )
 
 
@@ -236,11 +247,17 @@ class PipelineCreated(Event, frozen=True, kw_only=True, tag="pipeline.created"):
     steps: list[PipelineStepSpec]
 
 
+class PipelineUpdated(Event, frozen=True, kw_only=True, tag="pipeline.updated"):
+    # Only what changed: a new name, or the whole new list of steps.
+    name: str | None = None
+    steps: list[PipelineStepSpec] | None = None
+
+
 class PipelineDeleted(Event, frozen=True, kw_only=True, tag="pipeline.deleted"):
     pass
 
 
-PipelineEvent = PipelineCreated | PipelineDeleted
+PipelineEvent = PipelineCreated | PipelineUpdated | PipelineDeleted
 
 
 # dispatch.<organization_id>: the organization's queue and running slots.

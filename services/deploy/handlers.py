@@ -36,8 +36,6 @@ from services.deploy.events import (
     DeploymentDispatched,
     DeploymentQueued,
     EnvironmentCreated,
-    PipelineCreated,
-    PipelineStepSpec,
     ProjectCreated,
     ServiceCreated,
     SlotQueued,
@@ -341,6 +339,23 @@ async def control_service(deps: DeployDeps, cmd: c.ControlService, ctx: CommandC
         SERVICES,
         cmd.service_id,
         lambda s: d.decide_control(s, actor, action=cmd.action, environment_id=cmd.environment_id),
+    )
+
+
+async def control_instance(deps: DeployDeps, cmd: c.ControlInstance, ctx: CommandContext) -> Reply:
+    actor = _actor(ctx)
+    return await _update(
+        deps,
+        ctx,
+        SERVICES,
+        cmd.service_id,
+        lambda s: d.decide_control_instance(
+            s,
+            actor,
+            instance_id=cmd.instance_id,
+            environment_id=cmd.environment_id,
+            action=cmd.action,
+        ),
     )
 
 
@@ -764,57 +779,3 @@ async def service_env(deps: DeployDeps, cmd: c.ServiceEnv, ctx: CommandContext) 
     if not service.exists:
         raise NotFound("service not found")
     return Reply(result={key: _reveal(deps, var) for key, var in service.env.items()})
-
-
-# --- pipelines ----------------------------------------------------------------------------
-
-
-async def create_pipeline(deps: DeployDeps, cmd: c.CreatePipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
-    service, _ = await load_state(deps.store, SERVICES, cmd.service_id)
-    pipeline_id = new_id("ppl")
-    created = PipelineCreated(
-        pipeline_id=pipeline_id,
-        organization_id=service.organization_id or "",
-        service_id=cmd.service_id,
-        name=cmd.name,
-        steps=[
-            PipelineStepSpec(
-                name=step.name, command=parse_command(step.command, f"$.steps[{n}].command")
-            )
-            for n, step in enumerate(cmd.steps)
-        ],
-    )
-    events = d.decide_create_pipeline(d.PipelineState(), service, actor, created)
-    seq = await deps.store.append(
-        "pipeline",
-        pipeline_id,
-        events,
-        expected_version=0,
-        context=_ectx(ctx, service.organization_id),
-    )
-    return Reply(result=c.Created(id=pipeline_id), position=_position(seq))
-
-
-async def delete_pipeline(deps: DeployDeps, cmd: c.DeletePipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
-    return await _update(
-        deps, ctx, PIPELINES, cmd.pipeline_id, lambda s: d.decide_delete_pipeline(s, actor)
-    )
-
-
-async def run_pipeline(deps: DeployDeps, cmd: c.RunPipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
-    pipeline, _ = await load_state(deps.store, PIPELINES, cmd.pipeline_id)
-    d.require_pipeline(pipeline, actor, "deploy")
-    return await _create(
-        deps,
-        ctx,
-        service_id=pipeline.service_id or "",
-        environment_id=cmd.environment_id,
-        ref=cmd.branch,
-        strategy="blue-green",
-        notify_channels=[],
-        config={"parameters": dict(cmd.parameters)},
-        pipeline_id=cmd.pipeline_id,
-    )

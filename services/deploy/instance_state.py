@@ -11,6 +11,7 @@ fresh it is.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import datetime
 
 import msgspec
@@ -21,6 +22,9 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 REPORT_SECONDS = 5.0
+# What an instance id may be (the agent names them `<deployment>-<n>` and
+# `<release>-<ms>-<n>`): one token of a key, never a wildcard.
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class InstanceReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,7 +36,7 @@ class InstanceReport(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     port: int
     address: str
-    status: str
+    status: str  # running | restarting | stopped (on request; its release is kept)
     started_at: datetime
     uptime_seconds: float
     restarts: int
@@ -75,7 +79,25 @@ async def remove(kv: KeyValue, key: str) -> None:
 
 async def of_service(kv: KeyValue, service_id: str) -> list[InstanceReport]:
     """Every instance of a service reported now, in any environment."""
-    watcher = await kv.watch(f"{service_id}.>", ignore_deletes=True)
+    return await _reported(kv, f"{service_id}.>")
+
+
+async def everywhere(kv: KeyValue) -> list[InstanceReport]:
+    """Every instance reported now, of every service, by service, environment and id."""
+    reports = await _reported(kv, ">")
+    return sorted(reports, key=lambda r: r.key)
+
+
+async def find(kv: KeyValue, instance_id: str) -> InstanceReport | None:
+    """The report of one instance, whichever its service and environment."""
+    if not INSTANCE_ID.fullmatch(instance_id):
+        return None  # never a key: it would be a wildcard or several tokens
+    reports = await _reported(kv, f"*.*.{instance_id}")
+    return reports[0] if reports else None
+
+
+async def _reported(kv: KeyValue, keys: str) -> list[InstanceReport]:
+    watcher = await kv.watch(keys, ignore_deletes=True)
     reports: list[InstanceReport] = []
     try:
         while True:

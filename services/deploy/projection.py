@@ -31,6 +31,7 @@ from services.deploy.events import (
     EnvVarSet,
     PipelineCreated,
     PipelineDeleted,
+    PipelineUpdated,
     ProjectCreated,
     ProjectDeleted,
     ProjectUpdated,
@@ -214,12 +215,22 @@ class DeployProjection(Projection):
             case PipelineCreated():
                 await conn.execute(
                     "INSERT INTO pipelines (id, organization_id, service_id, name, steps,"
-                    " created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)"
+                    " ON CONFLICT DO NOTHING",
                     event.pipeline_id,
                     event.organization_id,
                     event.service_id,
                     event.name,
                     msgspec.to_builtins(event.steps),
+                    at,
+                )
+            case PipelineUpdated():
+                await conn.execute(
+                    "UPDATE pipelines SET name = coalesce($2, name), steps = coalesce($3, steps),"
+                    " updated_at = $4 WHERE id = $1",
+                    agg_id,
+                    event.name,
+                    None if event.steps is None else msgspec.to_builtins(event.steps),
                     at,
                 )
             case PipelineDeleted():
@@ -239,8 +250,9 @@ class DeployProjection(Projection):
                 await conn.execute(
                     "INSERT INTO deployments (id, organization_id, project_id, service_id,"
                     " environment_id, ref, strategy, notify_channels, config, rollback_of,"
-                    " status, created_at, updated_at) VALUES"
-                    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'created',$11,$11) ON CONFLICT DO NOTHING",
+                    " pipeline_id, status, created_at, updated_at) VALUES"
+                    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$12,'created',$11,$11)"
+                    " ON CONFLICT DO NOTHING",
                     event.deployment_id,
                     event.organization_id,
                     event.project_id,
@@ -252,6 +264,7 @@ class DeployProjection(Projection):
                     event.config,
                     event.rollback_of,
                     at,
+                    event.pipeline_id,
                 )
             case SlotQueued():
                 await conn.execute(

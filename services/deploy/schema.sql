@@ -120,3 +120,10 @@ CREATE TABLE IF NOT EXISTS pipelines (
     deleted_at      timestamptz
 );
 CREATE INDEX IF NOT EXISTS pipelines_org ON pipelines (organization_id, created_at);
+
+-- Added with PATCH /v1/pipelines/{id} and a pipeline's runs. Rows projected before
+-- get them on the next `deployforge replay deploy`.
+ALTER TABLE pipelines ADD COLUMN IF NOT EXISTS updated_at timestamptz;
+ALTER TABLE deployments ADD COLUMN IF NOT EXISTS pipeline_id text;
+CREATE INDEX IF NOT EXISTS deployments_pipeline ON deployments (pipeline_id, created_at)
+    WHERE pipeline_id IS NOT NULL;
