@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("auth", help="run the identity service (one replica)")
     sub.add_parser("deploy", help="run the deploy service (one replica)")
     sub.add_parser("agent", help="run a deploy agent on this machine")
+    sub.add_parser("webhooks", help="run the webhooks service (one replica)")
     sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
     return parser
 
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         from services.deploy.agent import main as agent_main
 
         agent_main()
+        return 0
+    if args.command == "webhooks":
+        from services.webhooks.main import main as webhooks_main
+
+        webhooks_main()
         return 0
     if args.command == "gateway":
         from gateway.main import main as gateway_main

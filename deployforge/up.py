@@ -160,6 +160,7 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
             env={**env, "DEPLOYFORGE_METRICS_PORT": str(auth_metrics)},
         )
         supervisor.add("deploy", [python, "-m", "services.deploy.main"], env=env)
+        supervisor.add("webhooks", [python, "-m", "services.webhooks.main"], env=env)
         supervisor.add(
             "agent",
             [python, "-m", "services.deploy.agent"],
@@ -176,6 +177,7 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
         )
         await supervisor.start("auth")
         await supervisor.start("deploy")
+        await supervisor.start("webhooks")
         await supervisor.start("agent")
         await supervisor.start("gateway")
         base = f"http://{host}:{port}"

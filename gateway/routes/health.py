@@ -14,7 +14,7 @@ from libs.metrics import metrics_handler
 api = Api("health")
 
 # Services whose commands the gateway sends; /readyz needs each to answer.
-SERVICES = ("auth", "deploy")
+SERVICES = ("auth", "deploy", "webhooks")
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
