@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, deploys, gateway, lag
+from bench import appends, deploys, gateway, lag, webhooks
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
@@ -48,11 +48,21 @@ async def _deploys(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
     return await deploys.run(servers.servers, work_dir, settings)
 
 
+async def _webhooks(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
+    settings = (
+        webhooks.Settings(burst=300, duration=3.0, warmup=0.5, rounds=1)
+        if quick
+        else webhooks.Settings()
+    )
+    return await webhooks.run(servers.servers, work_dir, settings)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "appends": _appends,
     "gateway": _gateway,
     "lag": _lag,
     "deploys": _deploys,
+    "webhooks": _webhooks,
 }
 
 

@@ -62,23 +62,38 @@ class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     default_rate_limit: int | None = None
 
 
+# A message waits in a lane's line for about this long at most (well inside the
+# consumer's ack wait); beyond that it goes back to the stream for a while.
+LINE_SECONDS = 20.0
+
+
 class Lane:
-    """One endpoint's share of the worker: concurrency, pace and a short waiting line."""
+    """One endpoint's share of the worker: concurrency, pace and a waiting line whose
+    length follows how fast the endpoint answers."""
 
     def __init__(self, concurrency: int, rate_limit: int | None) -> None:
         self.concurrency = concurrency
         self.rate_limit = rate_limit
         self.slots = asyncio.Semaphore(concurrency)
         self.waiting = 0
+        # Recent seconds per attempt (moving average), from a cautious start.
+        self.latency = 0.1
         self._next_start = 0.0
-        # Wait at most about 20 s in line: longer and the message goes back to the stream.
-        self.capacity = max(1, 2 * concurrency)
-        if rate_limit:
-            self.capacity = max(1, min(self.capacity, rate_limit * 20))
+
+    @property
+    def capacity(self) -> int:
+        """How many may wait: as many as the endpoint gets through in LINE_SECONDS."""
+        per_second = self.concurrency / max(self.latency, 0.001)
+        if self.rate_limit:
+            per_second = min(per_second, self.rate_limit)
+        return max(self.concurrency, min(10_000, int(per_second * LINE_SECONDS)))
 
     @property
     def full(self) -> bool:
         return self.waiting >= self.capacity
+
+    def observe(self, seconds: float) -> None:
+        self.latency = 0.8 * self.latency + 0.2 * seconds
 
     async def __aenter__(self) -> None:
         self.waiting += 1
@@ -223,6 +238,7 @@ class DeliveryWorker:
             return
         async with lane:
             outcome = await self._send(hook, state)
+        lane.observe(outcome.latency_ms / 1000)
         events = d.decide_outcome(
             state,
             outcome,

@@ -70,11 +70,15 @@ async def ensure_consumer(store: EventStore, spec: StreamSpec, durable: str) -> 
 
 
 class Dispatcher:
-    def __init__(self, store: EventStore, directory: Directory, *, batch: int = 256) -> None:
+    def __init__(
+        self, store: EventStore, directory: Directory, *, batch: int = 256, in_flight: int = 1024
+    ) -> None:
         self.store = store
         self.directory = directory
         self.translator = Translator(store)
         self.batch = batch
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._follow(spec, codecs, stop)) for spec, codecs in SOURCES]
@@ -119,16 +123,26 @@ class Dispatcher:
             if not msgs:
                 continue
             await self.directory.sync()
-            await asyncio.gather(*(self._dispatch(m, codecs) for m in msgs))
+            # The next batch is fetched while this one's appends are in flight: each
+            # message is acknowledged as soon as its own deliveries are scheduled.
             for msg in msgs:
-                await msg.ack()
+                await self._in_flight.acquire()
+                task = asyncio.create_task(self._dispatch(msg, codecs))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight.release()
 
     async def _dispatch(self, msg: Msg, codecs: dict[str, EventCodec[Event]]) -> None:
-        recorded = decode(msg, codecs, self.store.namespace)
-        if recorded is None:
-            return
-        public = await self.translator.translate(recorded)
-        if public is None:
-            return
-        hooks_ = receivers(self.directory.of_organization(public.organization_id), public)
-        await asyncio.gather(*(schedule(self.store, hook, public) for hook in hooks_))
+        try:
+            recorded = decode(msg, codecs, self.store.namespace)
+            public = await self.translator.translate(recorded) if recorded else None
+            if public is not None:
+                hooks_ = receivers(self.directory.of_organization(public.organization_id), public)
+                await asyncio.gather(*(schedule(self.store, hook, public) for hook in hooks_))
+            await msg.ack()
+        except Exception:
+            # Unacknowledged: redelivered after the ack wait, and scheduling is idempotent.
+            log.exception("dispatch_failed", subject=msg.subject)
