@@ -11,7 +11,7 @@ import msgspec
 
 from libs.aggregate import AggregateType, load_state, retry_on_conflict
 from libs.crypto import SecretBox
-from libs.errors import AuthenticationRequired, ValidationFailed
+from libs.errors import AuthenticationRequired, NotFound, ValidationFailed
 from libs.events import Event, EventContext
 from libs.eventstore import EventStore
 from libs.ids import new_id
@@ -27,7 +27,7 @@ from services.webhooks.fanout import DELIVERIES as DELIVERY_KIND
 from services.webhooks.fanout import delivery_id_for, schedule
 from services.webhooks.payloads import PublicEvent
 from services.webhooks.replay import Replayer
-from services.webhooks.ssrf import AddressRefused, guard_url
+from services.webhooks.ssrf import AddressRefused, UnresolvableHost, guard_url
 
 WEBHOOKS = AggregateType("webhook", CODECS["webhook"], d.WebhookState(), d.evolve_webhook)
 
@@ -77,6 +77,8 @@ def _ectx(ctx: CommandContext, organization_id: str | None) -> EventContext:
 async def _check_url(deps: WebhookDeps, url: str) -> None:
     try:
         await guard_url(url, deps.allowed_networks)
+    except UnresolvableHost:
+        pass  # its DNS may come later; every attempt checks again
     except AddressRefused as exc:
         raise ValidationFailed(f"url refused: {exc}", "$.url") from None
 
@@ -214,7 +216,7 @@ async def redeliver(deps: WebhookDeps, cmd: c.Redeliver, ctx: CommandContext) ->
     async def attempt() -> Reply:
         state, version = await load_state(deps.store, DELIVERY_KIND, cmd.delivery_id)
         if state.delivery_id is None:
-            require(actor, "write", None)
+            raise NotFound("delivery not found")
         require(actor, "write", state.organization_id)
         events = d.decide_requeue(state, "redeliver")
         if not events:

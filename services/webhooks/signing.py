@@ -29,7 +29,7 @@ def secret_error(secret: str) -> str | None:
     if not secret.startswith(PREFIX):
         return f"a secret starts with '{PREFIX}' followed by base64 (omit it to have one generated)"
     try:
-        key = base64.b64decode(secret.removeprefix(PREFIX), validate=True)
+        key = _key(secret)
     except (binascii.Error, ValueError):
         return f"the part after '{PREFIX}' must be base64"
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
@@ -38,7 +38,9 @@ def secret_error(secret: str) -> str | None:
 
 
 def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(PREFIX))
+    """The HMAC key: the base64 after the prefix, padded or not (as Svix prints them)."""
+    encoded = secret.removeprefix(PREFIX)
+    return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
 
 
 def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

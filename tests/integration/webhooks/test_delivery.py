@@ -135,6 +135,11 @@ async def test_410_disables_the_endpoint_and_announces_it(
     await create_project(hooks, "Second")
     await watcher.wait_for(lambda r: len(r) >= 1)
     assert len(gone.requests) == 1  # a disabled endpoint is sent nothing more
+    # ...but a test ping: that is how one checks it before enabling it again.
+    resp = await hooks.client.post(f"/v1/webhooks/{hook['id']}/test", headers=hooks.auth())
+    assert resp.status == 202
+    pinged = await gone.wait_for(lambda r: len(r) >= 2)
+    assert pinged[1].payload["type"] == "webhook.ping"
 
     # Enabled again by hand, it receives what happens from then on.
     resp = await hooks.client.patch(
@@ -143,8 +148,9 @@ async def test_410_disables_the_endpoint_and_announces_it(
     assert (await resp.json())["disabled_reason"] is None
     gone.answer = lambda _: (200, {}, 0.0)
     await create_project(hooks, "Third")
-    got = await gone.wait_for(lambda r: len(r) >= 2)
-    assert got[1].payload["data"]["name"] == "Third"
+    got = await gone.wait_for(lambda r: len(r) >= 3)
+    assert got[2].payload["data"]["name"] == "Third"
+    assert [r.payload["data"].get("name") for r in got].count("Second") == 0
 
 
 async def test_429_with_retry_after_is_honoured(hooks: Stack, receivers: Receivers) -> None:

@@ -86,6 +86,15 @@ async def test_bad_input_is_a_422_naming_the_field(
     assert "hunter2" not in await resp.text()
 
 
+async def test_a_name_that_does_not_resolve_yet_is_accepted_and_retried(
+    hooks: Stack,
+) -> None:
+    hook = await create_webhook(hooks, "https://hooks.invalid/in", ["project.created"])
+    await create_project(hooks, "Unresolved")
+    delivery = await until_delivery(hooks, hook["id"], lambda d: bool(d["attempts"]))
+    assert "could not resolve" in delivery["attempts"][0]["error"]
+
+
 async def test_the_secret_is_shown_once_and_a_given_one_is_used(
     hooks: Stack, receivers: Receivers
 ) -> None:
