@@ -19,9 +19,10 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats
@@ -41,6 +42,7 @@ from libs.messaging import CommandBus, connect_nats
 from libs.settings import CoreSettings, load_settings
 from services.deploy import instance_control, instance_state, jobs, logs, manifest
 from services.deploy.commands import JobSpec
+from services.deploy.control_position import ControlPosition
 from services.deploy.events import PipelineStepSpec
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec, InstanceSupervisor
@@ -550,32 +552,58 @@ class Agent:
     ) -> JetStreamContext.PushSubscription:
         prefix = f"{self.namespace}." if self.namespace else ""
 
+        position = ControlPosition(self.work / "controls.json")
+
+        def track(seq: int, actions: list[Coroutine[Any, Any, None]]) -> None:
+            """Run the actions; the position moves past `seq` once they are done."""
+            if not actions:
+                position.advance(seq)
+                return
+
+            async def all_of() -> None:
+                await asyncio.gather(*actions)
+                position.advance(seq)
+
+            task = asyncio.create_task(all_of())
+            running.add(task)
+            task.add_done_callback(running.discard)
+
         async def on_event(msg: Msg) -> None:
+            seq = msg.metadata.sequence.stream
             event_type = (msg.headers or {}).get(H_EVENT_TYPE)
             if event_type == "service.instance_control_requested":
                 acting = instance_control.requested(self, msg)
-                if acting is not None:
-                    task = asyncio.create_task(acting)
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                track(seq, [acting] if acting is not None else [])
                 return
             if event_type != "service.control_requested":
+                track(seq, [])
                 return
             service_id = msg.subject.rsplit(".", 1)[1]
             request = _control_decoder.decode(msg.data)
+            actions = []
             for key in list(self.routes):
                 service, environment = key.split(":", 1)
                 if service == service_id and request.environment_id in (None, environment):
-                    task = asyncio.create_task(self._control(key, request.action))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                    actions.append(self._control(key, request.action))
+            track(seq, actions)
 
-        return await self.js.subscribe(
+        # From where this agent left off (requests made while it was away are
+        # carried out now, in order), or from now on for a new agent.
+        resume = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=position.position + 1
+        )
+        sub = await self.js.subscribe(
             f"{prefix}service.*",
             ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
             cb=on_event,
+            config=resume if position.position else None,
+            deliver_policy=None if position.position else DeliverPolicy.NEW,
         )
+        if not position.position:
+            # A new agent: it owes nothing from before now, but from now on it does.
+            info = await sub.consumer_info()
+            position.advance(info.delivered.stream_seq or 0 if info.delivered else 0)
+        return sub
 
     async def _control(self, key: str, action: str) -> None:
         async with self.lock(key):
