@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+import msgspec
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
 from libs.events import Event, EventCodec
 from libs.eventstore import ConcurrencyError, EventStore
 
@@ -41,3 +47,85 @@ async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, attempts: in
         except ConcurrencyError:
             continue
     return await attempt()
+
+
+class Snapshots(Generic[S]):
+    """One kind of aggregate's states, remembered so that a load reads only newer events.
+
+    States are kept in memory by version, and every `every` events also saved in
+    a JetStream key-value bucket, so that a restarted service does not replay a
+    long history either. A snapshot is only a cache of what the events say: a
+    load always reads every event after it, so a stale or missing one costs
+    time, never correctness. The state type must be a msgspec Struct.
+    """
+
+    def __init__(
+        self, kind: AggregateType[S], kv: KeyValue | None = None, *, every: int = 100
+    ) -> None:
+        self.kind = kind
+        self.kv = kv
+        self.every = every
+        self._memory: dict[str, tuple[S, int]] = {}
+        self._saved: dict[str, int] = {}
+        self._decoder: msgspec.json.Decoder[_Snapshot[Any]] = msgspec.json.Decoder(
+            _Snapshot[type(kind.initial)]  # type: ignore[misc]
+        )
+
+    def _key(self, aggregate_id: str) -> str:
+        return f"{self.kind.name}.{aggregate_id}"
+
+    async def _snapshot(self, aggregate_id: str) -> tuple[S, int]:
+        known = self._memory.get(aggregate_id)
+        if known is not None or self.kv is None:
+            return known or (self.kind.initial, 0)
+        try:
+            entry = await self.kv.get(self._key(aggregate_id))
+        except nats.js.errors.KeyNotFoundError:
+            return self.kind.initial, 0
+        snapshot = self._decoder.decode(entry.value or b"")
+        self._saved[aggregate_id] = snapshot.version
+        state: S = snapshot.state
+        return state, snapshot.version
+
+    async def load_state(self, store: EventStore, aggregate_id: str) -> tuple[S, int]:
+        """The aggregate's current state and version, as `load_state` gives them."""
+        state, version = await self._snapshot(aggregate_id)
+        loaded = await store.load(self.kind.name, aggregate_id, self.kind.codec, after=version)
+        for recorded in loaded.events:
+            state = self.kind.evolve(state, recorded.event)
+        self.remember(aggregate_id, state, loaded.version)
+        return state, loaded.version
+
+    def remember(self, aggregate_id: str, state: S, version: int) -> None:
+        """Note a state this process has seen (after its own append, say)."""
+        known = self._memory.get(aggregate_id)
+        if known is None or known[1] <= version:
+            self._memory[aggregate_id] = (state, version)
+
+    async def save_if_due(self, aggregate_id: str) -> None:
+        """Write the remembered state to the bucket once it is `every` events past the last."""
+        known = self._memory.get(aggregate_id)
+        if self.kv is None or known is None:
+            return
+        state, version = known
+        if version - self._saved.get(aggregate_id, 0) < self.every:
+            return
+        payload = msgspec.json.encode(_Snapshot(version=version, state=state))
+        await self.kv.put(self._key(aggregate_id), payload)
+        self._saved[aggregate_id] = version
+
+
+class _Snapshot(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    version: int
+    state: T
+
+
+async def snapshot_bucket(js: JetStreamContext, namespace: str, replicas: int = 1) -> KeyValue:
+    """The key-value bucket `<ns>_snapshots` (made on first use)."""
+    name = f"{namespace}_snapshots" if namespace else "snapshots"
+    try:
+        return await js.key_value(name)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(bucket=name, storage=StorageType.FILE, replicas=replicas, history=1)
+        )

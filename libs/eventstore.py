@@ -162,12 +162,15 @@ class EventStore:
             EVENTS_APPENDED.labels(aggregate).inc()
         return expected
 
-    async def load(self, aggregate: str, aggregate_id: str, codec: EventCodec[E]) -> Loaded[E]:
-        """Every event of one aggregate, in order, and its current version."""
+    async def load(
+        self, aggregate: str, aggregate_id: str, codec: EventCodec[E], *, after: int = 0
+    ) -> Loaded[E]:
+        """Every event of one aggregate after stream sequence `after`, in order, and the
+        aggregate's current version (`after` itself when nothing followed it)."""
         stream = self._stream_of[aggregate]
         subject = self.subject(aggregate, aggregate_id)
         recorded: list[Recorded[E]] = []
-        seq = 1
+        seq = after + 1
         while True:
             try:
                 msg = await self.js.get_msg(
@@ -181,7 +184,7 @@ class EventStore:
             event = codec.decode(msg.data or b"", meta.event_type, meta.schema_version)
             recorded.append(Recorded(meta=meta, event=event, seq=msg.seq))
             seq = msg.seq + 1
-        version = recorded[-1].seq if recorded else 0
+        version = recorded[-1].seq if recorded else after
         return Loaded(events=recorded, version=version)
 
     async def last_sequence(self, context: str) -> int:

@@ -15,9 +15,11 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import nats.errors
 import structlog
+from nats.js.kv import KeyValue
 
-from libs.aggregate import AggregateType, load_state, retry_on_conflict
+from libs.aggregate import AggregateType, Snapshots, load_state, retry_on_conflict
 from libs.crypto import SecretBox
 from libs.errors import AuthenticationRequired, DomainError, NotFound, ValidationFailed
 from libs.events import Event, EventContext
@@ -74,8 +76,11 @@ class DeployDeps:
         max_running: int,
         clock: Callable[[], datetime],
         bus: CommandBus | None = None,
+        snapshots: KeyValue | None = None,
     ) -> None:
         self.store = store
+        # The organization's queue is read on every create and finish: remembered.
+        self.dispatch = Snapshots(DISPATCH, snapshots)
         self.box = box
         self.pool = pool
         self.max_running = max_running
@@ -394,7 +399,7 @@ async def _enqueue(
     """Put the deployment in its organization's queue; mark what that dispatched."""
 
     async def attempt() -> tuple[list[Event], d.DispatchState, int]:
-        state, version = await load_state(deps.store, DISPATCH, org)
+        state, version = await deps.dispatch.load_state(deps.store, org)
         events = d.decide_enqueue(
             state, deployment_id=deployment_id, key=key, limit=deps.max_running
         )
@@ -406,15 +411,24 @@ async def _enqueue(
         after = state
         for event in events:
             after = d.evolve_dispatch(after, event)
+        deps.dispatch.remember(org, after, seq)
         return events, after, seq
 
     events, after, seq = await retry_on_conflict(attempt)
+    await _save_dispatch(deps, org)
     return await _announce(deps, ctx, org, events, after, seq)
+
+
+async def _save_dispatch(deps: DeployDeps, org: str) -> None:
+    try:
+        await deps.dispatch.save_if_due(org)
+    except (nats.errors.Error, OSError) as exc:  # a snapshot is a cache: never fail for it
+        log.warning("snapshot_not_saved", organization_id=org, error=str(exc))
 
 
 async def _release(deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str) -> int:
     async def attempt() -> tuple[list[Event], d.DispatchState, int]:
-        state, version = await load_state(deps.store, DISPATCH, org)
+        state, version = await deps.dispatch.load_state(deps.store, org)
         events = d.decide_release(state, deployment_id=deployment_id, limit=deps.max_running)
         seq = version
         if events:
@@ -424,9 +438,11 @@ async def _release(deps: DeployDeps, ctx: CommandContext, org: str, deployment_i
         after = state
         for event in events:
             after = d.evolve_dispatch(after, event)
+        deps.dispatch.remember(org, after, seq)
         return events, after, seq
 
     events, after, seq = await retry_on_conflict(attempt)
+    await _save_dispatch(deps, org)
     return await _announce(deps, ctx, org, events, after, seq)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from libs.aggregate import snapshot_bucket
 from libs.crypto import SecretBox
 from libs.database import create_pool
 from libs.eventstore import EventStore
@@ -47,6 +48,7 @@ async def run(
         await store.ensure_stream(STREAM)
         leases = await jobs.ensure(store.js, settings.namespace, settings.stream_replicas)
         await logs.ensure_stream(store.js, settings.namespace, settings.stream_replicas)
+        snapshots = await snapshot_bucket(store.js, settings.namespace, settings.stream_replicas)
         pool = await create_pool(settings.database_url, min_size=1, max_size=10)
         stack.push_async_callback(pool.close)
         deps = DeployDeps(
@@ -56,6 +58,7 @@ async def run(
             max_running=settings.max_running_deployments,
             bus=CommandBus(nc, namespace=settings.namespace),
             clock=lambda: datetime.now(UTC),
+            snapshots=snapshots,
         )
         server = await serve(
             nc,
