@@ -366,8 +366,12 @@ async def _processes(
             children = [auth, deploy, gateway, agent]
 
             async def gateway_ready() -> bool:
+                # The services this bench runs: /readyz also asks for the webhooks service.
                 async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as r:
-                    return r.status == 200
+                    checks = (await r.json())["checks"] if r.status in (200, 503) else {}
+                    return all(
+                        checks.get(k) == "ok" for k in ("nats", "postgres", "auth", "deploy")
+                    )
 
             await wait_until(gateway_ready, "the gateway", children=children)
             await _agent_pulling(suite, children)

@@ -29,7 +29,7 @@ import msgspec
 import nats
 from aiohttp import web
 
-from bench.drive import drive_at_rate
+from bench.drive import Run, drive_at_rate
 from bench.procs import Child, running, wait_until
 from bench.report import Table, fmt, fmt_ratio
 from bench.servers import embedded_nats
@@ -54,6 +54,8 @@ CONCURRENCY = 8
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     burst: int = 3000
     rate: float = 500.0
+    # Also at this rate: the latency when the pipeline is not near its limit.
+    light_rate: float = 250.0
     duration: float = 15.0
     warmup: float = 2.0
     rounds: int = 2
@@ -176,6 +178,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     loop_per_s: float
     loops_per_s: float
     latency: Summary
+    light_latency: Summary
     slip: Summary
     events: int
     errors: int
@@ -233,21 +236,24 @@ async def _measure(
         loops.append(await _baseline(receiver, settings.burst, secret, CONCURRENCY))
         ours.append(await _burst(producer, receiver, child, settings.burst))
 
-    await drive_at_rate(producer.emit, workers=64, duration=settings.warmup, rate=settings.rate)
-    first = len(producer.sent)
-    run = await drive_at_rate(
-        producer.emit, workers=64, duration=settings.duration, rate=settings.rate
-    )
-    ids = list(producer.sent)[first:]
-    await receiver.wait_for(ids, child)
-    latencies = [receiver.arrived[i] - producer.sent[i] for i in ids]
+    async def steady(rate: float) -> tuple[list[float], Run]:
+        await drive_at_rate(producer.emit, workers=64, duration=settings.warmup, rate=rate)
+        first = len(producer.sent)
+        run = await drive_at_rate(producer.emit, workers=64, duration=settings.duration, rate=rate)
+        ids = list(producer.sent)[first:]
+        await receiver.wait_for(ids, child)
+        return [receiver.arrived[i] - producer.sent[i] for i in ids], run
+
+    light, _ = await steady(settings.light_rate)
+    latencies, run = await steady(settings.rate)
     return Outcome(
+        light_latency=summarize(light),
         deliveries_per_s=max(ours),
         loop_per_s=max(loop),
         loops_per_s=max(loops),
         latency=summarize(latencies),
         slip=summarize(run.slips),
-        events=len(ids),
+        events=len(latencies),
         errors=run.errors,
     )
 
@@ -255,6 +261,7 @@ async def _measure(
 def _table(o: Outcome, lazy: Outcome, settings: Settings) -> Table:
     burst = f"deliveries/s, burst of {settings.burst:,} (best of {settings.rounds})"
     rate = f"at {settings.rate:g} events/s"
+    light = f"at {settings.light_rate:g} events/s"
     rows = []
     for sync, x in (("always", o), ("2m", lazy)):
         rows += [
@@ -272,6 +279,8 @@ def _table(o: Outcome, lazy: Outcome, settings: Settings) -> Table:
                 fmt(x.loops_per_s, 0),
                 fmt_ratio(ratio(x.deliveries_per_s, x.loops_per_s)),
             ],
+            [sync, f"event → delivery p50 {light}", f"{fmt(x.light_latency.p50_ms)} ms", "—", "—"],
+            [sync, f"event → delivery p99 {light}", f"{fmt(x.light_latency.p99_ms)} ms", "—", "—"],
             [sync, f"event → delivery p50 {rate}", f"{fmt(x.latency.p50_ms)} ms", "—", "—"],
             [sync, f"event → delivery p99 {rate}", f"{fmt(x.latency.p99_ms)} ms", "—", "—"],
         ]
