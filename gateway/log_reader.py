@@ -57,11 +57,14 @@ class LogWindow(msgspec.Struct, frozen=True, kw_only=True):
 
     since: datetime | None = None
     until: datetime | None = None
-    # On a service's subject, the instance that printed the line.
+    # On a service's subject, the instance that printed the line, and its environment.
     step: str | None = None
+    environment_id: str | None = None
 
     def keeps(self, line: logs.LogLine) -> bool:
         if self.step is not None and line.step != self.step:
+            return False
+        if self.environment_id is not None and line.environment_id != self.environment_id:
             return False
         if self.since is not None and line.ts < self.since:
             return False

@@ -35,6 +35,8 @@ class LogsQuery(msgspec.Struct, frozen=True, kw_only=True):
     # Only lines whose `ts` is at or after `since`, and at or before `until`.
     since: Timestamp | None = None
     until: Timestamp | None = None
+    # Service logs only: the lines of the instances in this environment.
+    environment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 def _query(request: web.Request) -> LogsQuery:
@@ -96,7 +98,8 @@ async def deployment_logs(request: web.Request) -> web.StreamResponse:
 
 @api.get(
     "/v1/services/{id}/logs",
-    summary="What a service's instances printed (?tail=&since=&until=); ?follow=true streams it",
+    summary="What a service's instances printed (?tail=&since=&until=&environment_id=);"
+    " ?follow=true streams it",
     response=ServiceLogs,
 )
 async def service_logs(request: web.Request) -> web.StreamResponse:
@@ -107,7 +110,7 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
         request.app[keys.SETTINGS].namespace,
         service.id,
         with_events=False,
-        window=LogWindow(since=query.since, until=query.until),
+        window=LogWindow(since=query.since, until=query.until, environment_id=query.environment_id),
     )
     if query.follow:
         return await follow(request, reader, None, query.tail)

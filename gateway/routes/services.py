@@ -356,14 +356,28 @@ async def restart_service(request: web.Request) -> web.Response:
     return await _control(request, "restart")
 
 
+class InstanceCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """One instance's last health probe (its agent probes every few seconds)."""
+
+    instance_id: str
+    status: str  # running | restarting | stopped
+    ok: bool | None  # None: not probed
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+    checked_at: datetime | None
+
+
 class EnvironmentHealth(msgspec.Struct, frozen=True, kw_only=True):
     environment_id: str
     status: str  # healthy | degraded | down
     score: int  # 0-100
+    # Running, freshly reported and passing their health check.
     running: int
     desired: int
     restarts: int
     reported_at: datetime | None
+    checks: list[InstanceCheck] = []
 
 
 class ServiceHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -371,6 +385,10 @@ class ServiceHealth(msgspec.Struct, frozen=True, kw_only=True):
     status: str  # healthy | degraded | down | unknown (never deployed)
     score: int
     environments: list[EnvironmentHealth]
+
+
+class HealthQuery(msgspec.Struct, frozen=True, kw_only=True):
+    environment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 # A report older than this says nothing about now (agents report every 5 s).
@@ -383,10 +401,10 @@ def health_of(
     desired: int,
     now: datetime,
 ) -> EnvironmentHealth:
-    """Score: the share of desired instances running and freshly reported, less 5
-    points per restart (at most 30)."""
+    """Score: the share of desired instances running, freshly reported and passing
+    their health check, less 5 points per restart (at most 30)."""
     fresh = [r for r in reports if (now - r.observed_at).total_seconds() < STALE_SECONDS]
-    running = sum(1 for r in fresh if r.status == "running")
+    running = sum(1 for r in fresh if r.status == "running" and (r.check is None or r.check.ok))
     restarts = sum(r.restarts for r in reports)
     score = round(100 * min(running, desired) / desired) - min(30, 5 * restarts)
     score = max(0, score if running else 0)
@@ -399,16 +417,31 @@ def health_of(
         desired=desired,
         restarts=restarts,
         reported_at=max((r.observed_at for r in reports), default=None),
+        checks=[
+            InstanceCheck(
+                instance_id=r.instance_id,
+                status=r.status,
+                ok=r.check.ok if r.check else None,
+                status_code=r.check.status_code if r.check else None,
+                latency_ms=r.check.latency_ms if r.check else None,
+                error=r.check.error if r.check else None,
+                checked_at=r.check.checked_at if r.check else None,
+            )
+            for r in sorted(reports, key=lambda r: r.instance_id)
+        ],
     )
 
 
 @api.get(
     "/v1/services/{id}/health",
-    summary="A service's health per environment, with a score",
+    summary="A service's health per environment (?environment_id=), with a score and checks",
     response=ServiceHealth,
 )
 async def service_health(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])
+    only = convert(
+        {k: v for k, v in request.query.items() if k == "environment_id"}, HealthQuery
+    ).environment_id
     settings = request.app[keys.SETTINGS]
     reports = await instance_state.of_service(
         await instance_state.bucket(request.app[keys.NC].jetstream(), settings.namespace),
@@ -425,6 +458,7 @@ async def service_health(request: web.Request) -> web.Response:
         for env in sorted(
             {r["environment_id"] for r in deployed} | {r.environment_id for r in reports}
         )
+        if only is None or env == only
     ]
     if not environments:
         return json_response(

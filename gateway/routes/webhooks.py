@@ -250,9 +250,16 @@ class DeliveryFilters(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str | None = None
 
 
+# One statement, so that a delivery's status and its attempts come from one snapshot.
 _DELIVERIES = (
     "SELECT id, webhook_id, event_id, event_type, status, next_attempt_at, last_status_code,"
-    " last_error, created_at, updated_at FROM webhook_deliveries.deliveries"
+    " last_error, created_at, updated_at, coalesce((SELECT json_agg(json_build_object("
+    "  'attempt', a.attempt, 'attempted_at', a.attempted_at, 'succeeded', a.succeeded,"
+    "  'status_code', a.status_code, 'latency_ms', a.latency_ms,"
+    "  'response_excerpt', a.response_excerpt, 'error', a.error,"
+    "  'next_attempt_at', a.next_attempt_at) ORDER BY a.attempt)"
+    "  FROM webhook_deliveries.attempts a WHERE a.delivery_id = d.id), '[]') AS attempts"
+    " FROM webhook_deliveries.deliveries d"
     " WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2)"
     " AND ($3::text IS NULL OR event_type = $3)"
     " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))"
@@ -275,21 +282,20 @@ async def list_deliveries(request: web.Request) -> web.Response:
         hook.id,
         filters.status,
         filters.event_type,
-        build=dict,
+        build=_delivery,
     )
-    attempts: dict[str, list[Attempt]] = {}
-    ids = [row["id"] for row in page.items]
-    if ids:
-        for a in await request.app[keys.POOL].fetch(
-            "SELECT delivery_id, attempt, attempted_at, succeeded, status_code, latency_ms,"
-            " response_excerpt, error, next_attempt_at FROM webhook_deliveries.attempts"
-            " WHERE delivery_id = ANY($1) ORDER BY attempt",
-            ids,
-        ):
-            fields = dict(a)
-            attempts.setdefault(fields.pop("delivery_id"), []).append(Attempt(**fields))
-    items = [Delivery(**row, attempts=attempts.get(row["id"], [])) for row in page.items]
-    return json_response(Page(items=items, next_cursor=page.next_cursor))
+    return json_response(page)
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    fields = dict(row)
+    raw = fields.pop("attempts")  # decoded by the pool's json codec, or text without one
+    attempts = (
+        msgspec.json.decode(raw, type=list[Attempt])
+        if isinstance(raw, str | bytes)
+        else msgspec.convert(raw, type=list[Attempt])
+    )
+    return Delivery(**fields, attempts=attempts)
 
 
 @api.post(

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import nats
 import nats.errors
@@ -44,6 +45,7 @@ from services.deploy import instance_control, instance_state, jobs, logs, manife
 from services.deploy.commands import JobSpec
 from services.deploy.control_position import ControlPosition
 from services.deploy.events import PipelineStepSpec
+from services.deploy.health import check as health_check
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec, InstanceSupervisor
 from services.deploy.proxy import ProxyTable
@@ -150,8 +152,9 @@ class Agent:
         self._route_locks: dict[str, asyncio.Lock] = {}
         self._leases: KeyValue | None = None
         self.reports: KeyValue | None = None
-        # Which service each instance runs, for its log lines.
+        # Which service, in which environment, each instance runs, for its log lines.
         self.service_of: dict[str, str] = {}
+        self.environment_of: dict[str, str] = {}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -425,7 +428,7 @@ class Agent:
                     "PORT": str(port),
                     "DEPLOYFORGE_DEPLOYMENT_ID": spec.deployment_id,
                 }
-                self.service_of[instance_id] = spec.service_id
+                self.note_instance(instance_id, route_key)
                 await self.supervisor.start(
                     InstanceSpec(
                         instance_id=instance_id,
@@ -639,7 +642,7 @@ class Agent:
         for n in range(route.replicas):
             port = free_port()
             instance_id = f"{route.release_id}-{int(time.time() * 1000)}-{n}"
-            self.service_of[instance_id] = route.service_id
+            self.note_instance(instance_id, key)
             await self.supervisor.start(
                 InstanceSpec(
                     instance_id=instance_id,
@@ -688,6 +691,7 @@ class Agent:
             return
         writer = logs.LogWriter(self.js, self.namespace, service_id)
         writer.step = instance_id
+        writer.environment_id = self.environment_of.get(instance_id)
         with contextlib.suppress(nats.errors.Error):
             await writer.write(line, _now())
 
@@ -705,6 +709,15 @@ class Agent:
         if self.reports is None:
             return
         now = _now()
+        probes: dict[str, Awaitable[tuple[bool, int | None, float, str | None]]] = {}
+        async with aiohttp.ClientSession() as http:
+            for route in list(self.routes.values()):
+                for instance_id in route.instances:
+                    instance = self.supervisor.get(instance_id)
+                    if instance is not None and instance.running:
+                        url = health_url(instance.port, route.health_check_path)
+                        probes[instance_id] = health_check(http, url)
+            results = dict(zip(probes, await asyncio.gather(*probes.values()), strict=True))
         for route_key, route in list(self.routes.items()):
             service_id, environment_id = route_key.split(":", 1)
             address = f"http://{self.settings.proxy_host}:{route.listen_port}"
@@ -713,6 +726,18 @@ class Agent:
                 if instance is None:
                     continue
                 stats = instance.stats()
+                probed = results.get(instance_id)
+                check = (
+                    instance_state.HealthCheck(
+                        ok=probed[0],
+                        status_code=probed[1],
+                        latency_ms=probed[2],
+                        error=probed[3],
+                        checked_at=now,
+                    )
+                    if probed is not None
+                    else None
+                )
                 await instance_state.publish(
                     self.reports,
                     instance_state.InstanceReport(
@@ -731,8 +756,15 @@ class Agent:
                         cpu_percent=stats.cpu_percent,
                         memory_rss=stats.memory_rss,
                         observed_at=now,
+                        check=check,
                     ),
                 )
+
+    def note_instance(self, instance_id: str, route_key: str) -> None:
+        """Which service and environment an instance's log lines belong to."""
+        service_id, _, environment_id = route_key.partition(":")
+        self.service_of[instance_id] = service_id
+        self.environment_of[instance_id] = environment_id
 
     def lock(self, route_key: str) -> asyncio.Lock:
         return self._route_locks.setdefault(route_key, asyncio.Lock())
@@ -750,12 +782,12 @@ class Agent:
         raw = json.loads(self._routes_path.read_text())
         self.routes = msgspec.convert(raw, dict[str, Route])
         specs: list[InstanceSpec] = []
-        for route in self.routes.values():
+        for key, route in self.routes.items():
             if not route.instances or not route.argv:
                 continue
             env = await self.service_env(route.service_id)
             for instance_id, port in route.running():
-                self.service_of[instance_id] = route.service_id
+                self.note_instance(instance_id, key)
                 specs.append(
                     InstanceSpec(
                         instance_id=instance_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -102,3 +103,25 @@ async def _probe(session: aiohttp.ClientSession, url: str, timeout: float) -> st
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     except TimeoutError:
         return "no answer in time"
+
+
+async def check(
+    session: aiohttp.ClientSession, url: str, timeout: float = 2.0
+) -> tuple[bool, int | None, float, str | None]:
+    """One probe of `url`: whether it passed, the status, the latency in ms and the error."""
+    started = time.perf_counter()
+    status: int | None = None
+    error: str | None = None
+    try:
+        async with session.get(
+            url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            status = response.status
+            if not 200 <= status < 400:
+                error = f"HTTP {status}"
+    except (aiohttp.ClientError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except TimeoutError:
+        error = "no answer in time"
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    return error is None, status, latency, error

@@ -98,7 +98,7 @@ async def _start(agent: Agent, key: str, instance_id: str) -> None:
         return  # running already, or gone
     env = await agent.service_env(route.service_id)
     port = free_port()
-    agent.service_of[instance_id] = route.service_id
+    agent.note_instance(instance_id, key)
     await agent.supervisor.start(
         InstanceSpec(
             instance_id=instance_id,

@@ -27,6 +27,16 @@ REPORT_SECONDS = 5.0
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+class HealthCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """The last probe of an instance's health-check path, made by its agent."""
+
+    ok: bool
+    status_code: int | None
+    latency_ms: float
+    checked_at: datetime
+    error: str | None = None
+
+
 class InstanceReport(msgspec.Struct, frozen=True, kw_only=True):
     instance_id: str
     service_id: str
@@ -43,6 +53,8 @@ class InstanceReport(msgspec.Struct, frozen=True, kw_only=True):
     cpu_percent: float
     memory_rss: int
     observed_at: datetime
+    # None: not probed (not running, or an agent from before checks were reported).
+    check: HealthCheck | None = None
 
     @property
     def key(self) -> str:

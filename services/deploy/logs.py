@@ -21,6 +21,8 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     ts: datetime
     line: str
     step: str | None = None
+    # On a service's log: the environment of the instance that printed the line.
+    environment_id: str | None = None
 
 
 def stream_name(namespace: str) -> str:
@@ -59,8 +61,8 @@ class LogWriter:
         self.js = js
         self.subject = subject(namespace, deployment_id)
         self.step: str | None = None
+        self.environment_id: str | None = None
 
     async def write(self, line: str, at: datetime) -> None:
-        await self.js.publish(
-            self.subject, _encoder.encode(LogLine(ts=at, line=line, step=self.step))
-        )
+        entry = LogLine(ts=at, line=line, step=self.step, environment_id=self.environment_id)
+        await self.js.publish(self.subject, _encoder.encode(entry))

@@ -459,6 +459,24 @@ async def test_stop_start_and_restart_a_running_service(deployer: Deployer) -> N
         await client.get(f"/v1/services/{deployer.service}/health", headers=auth)
     ).json()
     assert (health["status"], health["score"]) == ("healthy", 100)
+
+    async def probed() -> bool:
+        resp = await client.get(
+            f"/v1/services/{deployer.service}/health",
+            params={"environment_id": deployer.env},
+            headers=auth,
+        )
+        [env] = (await resp.json())["environments"]
+        checks = env["checks"]
+        return len(checks) == 1 and checks[0]["ok"] is True and checks[0]["status_code"] == 200
+
+    await _eventually(probed)
+    elsewhere = await client.get(
+        f"/v1/services/{deployer.service}/health",
+        params={"environment_id": "env_elsewhere"},
+        headers=auth,
+    )
+    assert (await elsewhere.json())["environments"] == []
     resp = await client.post(f"/v1/services/{deployer.service}/stop", headers=auth)
     assert resp.status == 202
     await _eventually(lambda: _instances_are(deployer, 0))

@@ -80,6 +80,34 @@ async def test_since_and_until_keep_the_lines_of_a_time_range(
     assert await _lines(deployer, service_path, until=every[0]["ts"]) == []
 
 
+async def test_a_services_log_narrows_to_one_environment(stack: Stack, workspace: Path) -> None:
+    repo = workspace / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    commit_version(repo, "v1")
+    await stack.start_agent(workspace / "agent", drain_seconds=0.2, health_timeout_seconds=15)
+    deployer = await make_service(stack, repo)
+    resp = await stack.client.post(
+        "/v1/environments", json={"name": "staging"}, headers=stack.auth()
+    )
+    staging = (await resp.json())["id"]
+    for env in (deployer.env, staging):
+        deployment = await deployer.ended((await deployer.start(environment_id=env))["id"])
+        assert deployment["status"] == "succeeded"
+    path = f"/v1/services/{deployer.service}/logs"
+
+    async def both_served() -> bool:
+        served = [x for x in await _lines(deployer, path) if "serving v1" in x["line"]]
+        return {x["environment_id"] for x in served} == {deployer.env, staging}
+
+    await _eventually(both_served)
+    for env in (deployer.env, staging):
+        only = await _lines(deployer, path, environment_id=env)
+        assert only and all(x["environment_id"] == env for x in only)
+        assert any("serving v1" in x["line"] for x in only)
+    assert await _lines(deployer, path, environment_id="env_elsewhere") == []
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
