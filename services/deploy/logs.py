@@ -21,8 +21,9 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
     ts: datetime
     line: str
     step: str | None = None
-    # On a service's log: the environment of the instance that printed the line.
-    environment_id: str | None = None
+    # On a service's log: the environment of the instance that printed the line
+    # (absent on a deployment's log).
+    environment_id: str | msgspec.UnsetType = msgspec.UNSET
 
 
 def stream_name(namespace: str) -> str:
@@ -64,5 +65,10 @@ class LogWriter:
         self.environment_id: str | None = None
 
     async def write(self, line: str, at: datetime) -> None:
-        entry = LogLine(ts=at, line=line, step=self.step, environment_id=self.environment_id)
+        entry = LogLine(
+            ts=at,
+            line=line,
+            step=self.step,
+            environment_id=self.environment_id if self.environment_id else msgspec.UNSET,
+        )
         await self.js.publish(self.subject, _encoder.encode(entry))
