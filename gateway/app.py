@@ -35,6 +35,7 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.settings import GatewaySettings
+from libs.crypto import SecretBox
 from libs.database import create_pool, ensure_core_schema
 from libs.messaging import CommandBus, connect_nats
 
@@ -74,7 +75,9 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         nc, namespace=settings.namespace, timeout=settings.command_timeout_seconds
     )
     app[keys.RATE_LIMITER] = RateLimiter(pool)
-    app[keys.IDEMPOTENCY] = IdempotencyStore(pool)
+    app[keys.IDEMPOTENCY] = IdempotencyStore(
+        pool, SecretBox(settings.secret_key) if settings.secret_key else None
+    )
     authenticator = Authenticator(
         pool,
         nc.jetstream(),

@@ -4,6 +4,10 @@ The first request with a key claims it (insert); it is completed with the
 response once handled. A retry with the same body replays the stored
 response; the same key with another body is refused (422); a retry while the
 first is still running answers 409. Failed requests (5xx) release the key.
+
+Stored bodies are sealed with the suite's master key: some responses carry a
+secret shown once (a new API token, a webhook's signing secret), and those
+must not sit in clear in the database for the 24 hours a key is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from libs.crypto import SecretBox
 from libs.errors import Conflict, ValidationFailed
 
 RETENTION_HOURS = 24
@@ -25,9 +30,24 @@ class StoredResponse(msgspec.Struct, frozen=True):
     body: bytes
 
 
+SEALED_PURPOSE = "idempotent-response"
+
+
 class IdempotencyStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox | None = None) -> None:
         self.pool = pool
+        self.box = box
+
+    def _seal(self, body: bytes) -> bytes:
+        return self.box.seal(body, purpose=SEALED_PURPOSE).encode() if self.box else body
+
+    def _open(self, stored: bytes) -> bytes:
+        if self.box is None:
+            return stored
+        try:
+            return self.box.open(stored.decode(), purpose=SEALED_PURPOSE)
+        except ValueError:
+            return stored  # stored before responses were sealed
 
     @staticmethod
     def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -63,7 +83,9 @@ class IdempotencyStore:
             )
         headers: dict[str, Any] = row["headers"] or {}
         return StoredResponse(
-            row["status"], {k: str(v) for k, v in headers.items()}, bytes(row["body"] or b"")
+            row["status"],
+            {k: str(v) for k, v in headers.items()},
+            self._open(bytes(row["body"] or b"")),
         )
 
     async def complete(self, scope: str, key: str, response: StoredResponse) -> None:
@@ -74,7 +96,7 @@ class IdempotencyStore:
             key,
             response.status,
             response.headers,
-            response.body,
+            self._seal(response.body),
         )
 
     async def release(self, scope: str, key: str) -> None:

@@ -227,3 +227,28 @@ async def test_another_organizations_webhooks_answer_404_everywhere(
     resp = await hooks.client.get("/v1/webhooks", headers=theirs)
     assert (await resp.json())["items"] == []
     assert len(receiver.requests) == 1
+
+
+async def test_a_retried_create_replays_the_secret_that_is_not_kept_in_clear(
+    hooks: Stack, receivers: Receivers
+) -> None:
+    import asyncpg
+
+    receiver = await receivers()
+    body = {"url": receiver.url, "events": ["project.created"]}
+    headers = {**hooks.auth(), "Idempotency-Key": "create-hook-1"}
+    first = await hooks.client.post("/v1/webhooks", json=body, headers=headers)
+    again = await hooks.client.post("/v1/webhooks", json=body, headers=headers)
+    assert first.status == again.status == 201
+    assert again.headers.get("Idempotency-Replayed") == "true"
+    secret = (await first.json())["secret"]
+    assert (await again.json())["secret"] == secret
+    listed = await (await hooks.client.get("/v1/webhooks", headers=hooks.auth())).json()
+    assert len(listed["items"]) == 1  # one endpoint, not two
+
+    conn = await asyncpg.connect(hooks.suite.database_url)
+    try:
+        stored = await conn.fetch("SELECT body FROM gateway.idempotency_keys")
+    finally:
+        await conn.close()
+    assert stored and all(secret.encode() not in bytes(r["body"]) for r in stored)
