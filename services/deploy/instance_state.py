@@ -108,19 +108,27 @@ async def find(kv: KeyValue, instance_id: str) -> InstanceReport | None:
     return reports[0] if reports else None
 
 
+# After the watcher's end-of-initial-values marker, how long to keep reading: an
+# agent rewriting a report while we read removes its old revision before the new
+# one is delivered, which can end the initial values early.
+_SETTLE_SECONDS = 0.05
+
+
 async def _reported(kv: KeyValue, keys: str) -> list[InstanceReport]:
     watcher = await kv.watch(keys, ignore_deletes=True)
-    reports: list[InstanceReport] = []
+    latest: dict[str, InstanceReport] = {}
+    timeout = 2.0
     try:
         while True:
             try:
-                entry = await watcher.updates(timeout=2.0)  # type: ignore[no-untyped-call]
+                entry = await watcher.updates(timeout=timeout)  # type: ignore[no-untyped-call]
             except nats.errors.TimeoutError:
                 break
-            if entry is None:  # the initial values are all delivered
-                break
+            if entry is None:  # the initial values are delivered; take stragglers
+                timeout = _SETTLE_SECONDS
+                continue
             if entry.value:
-                reports.append(_decoder.decode(entry.value))
+                latest[entry.key] = _decoder.decode(entry.value)
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
-    return sorted(reports, key=lambda r: (r.environment_id, r.instance_id))
+    return sorted(latest.values(), key=lambda r: (r.environment_id, r.instance_id))
