@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from libs.events import Event, EventCodec
+from libs.events import Event, EventCodec, EventContext
 from libs.eventstore import ConcurrencyError, EventStore
 
 S = TypeVar("S")
@@ -37,6 +37,31 @@ async def load_state(store: EventStore, kind: AggregateType[S], aggregate_id: st
     for recorded in loaded.events:
         state = kind.evolve(state, recorded.event)
     return state, loaded.version
+
+
+async def change(
+    store: EventStore,
+    kind: AggregateType[S],
+    aggregate_id: str,
+    decide: Callable[[S], Sequence[Event]],
+    context: Callable[[S], EventContext],
+) -> int | None:
+    """Load, decide, append; again if another writer appended in between.
+
+    The stream sequence of the last event appended, or None when the decision
+    was to change nothing. `context` gives the events' metadata from the state.
+    """
+
+    async def attempt() -> int | None:
+        state, version = await load_state(store, kind, aggregate_id)
+        events = decide(state)
+        if not events:
+            return None
+        return await store.append(
+            kind.name, aggregate_id, events, expected_version=version, context=context(state)
+        )
+
+    return await retry_on_conflict(attempt)
 
 
 async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:

@@ -15,7 +15,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import Header, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, Header, StorageType, StreamConfig
 
 from libs.errors import Conflict
 from libs.events import (
@@ -186,6 +186,15 @@ class EventStore:
             seq = msg.seq + 1
         version = recorded[-1].seq if recorded else after
         return Loaded(events=recorded, version=version)
+
+    async def ensure_durable(self, context: str, config: ConsumerConfig) -> None:
+        """Create a durable consumer on the context's stream the first time; later
+        starts find it and resume where it was."""
+        stream = self.stream_name(context)
+        try:
+            await self.js.consumer_info(stream, config.durable_name)  # type: ignore[arg-type]
+        except nats.js.errors.NotFoundError:
+            await self.js.add_consumer(stream, config)
 
     async def last_sequence(self, context: str) -> int:
         """The stream's last sequence: how far a caught-up projection must be."""

@@ -24,6 +24,7 @@ from nats.micro.service import Service
 from opentelemetry import trace
 
 from libs.errors import (
+    AuthenticationRequired,
     DomainError,
     ErrorCode,
     ServiceUnavailable,
@@ -31,6 +32,7 @@ from libs.errors import (
     validation_field,
     validation_message,
 )
+from libs.events import EventContext
 from libs.metrics import COMMANDS
 from libs.principal import Principal
 from libs.settings import CoreSettings
@@ -55,6 +57,21 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     principal: Principal | None = None
     request_id: str | None = None
     traceparent: str | None = None
+
+    def caller(self) -> Principal:
+        """Who sent the command; 401 when it came without a verified identity."""
+        if self.principal is None:
+            raise AuthenticationRequired("authentication required")
+        return self.principal
+
+    def event_context(self, organization_id: str | None = None) -> EventContext:
+        """The metadata of the events this command causes: who, where, and its trace."""
+        return EventContext(
+            actor=self.principal.user_id if self.principal else None,
+            organization_id=organization_id,
+            correlation_id=self.request_id,
+            traceparent=self.traceparent,
+        )
 
 
 class Reply(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,6 +10,8 @@ from typing import Literal
 
 import msgspec
 
+from libs.errors import AuthorizationDenied, NotFound
+
 Role = Literal["owner", "admin", "deployer", "viewer"]
 Scope = Literal["read", "write", "deploy", "admin"]
 TokenKind = Literal["user", "personal", "service", "deployment"]
@@ -56,3 +58,17 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SYSTEM = Principal(user_id="system", is_superuser=True)
+
+
+def require(
+    actor: Principal, scope: str, organization_id: str | None, *, field: str | None = None
+) -> None:
+    """404 to outsiders (ids of other organizations do not exist for them), 403 to
+    members whose role or credential lacks `scope`."""
+    details = {"field": field} if field else None
+    if organization_id is None:
+        raise NotFound("not found", details)
+    if not actor.is_superuser and actor.role_in(organization_id) is None:
+        raise NotFound("not found", details)
+    if not actor.can(scope, organization_id):
+        raise AuthorizationDenied(f"this needs the '{scope}' permission in the organization")

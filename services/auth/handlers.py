@@ -112,24 +112,8 @@ def _position(seq: int) -> str:
     return f"{STREAM.context}:{seq}"
 
 
-def _context(ctx: CommandContext, organization_id: str | None = None) -> EventContext:
-    actor = ctx.principal.user_id if ctx.principal else None
-    return EventContext(
-        actor=actor,
-        organization_id=organization_id,
-        correlation_id=ctx.request_id,
-        traceparent=ctx.traceparent,
-    )
-
-
 def email_key(email: str) -> str:
     return hashlib.sha256(d.normalize_email(email).encode()).hexdigest()[:40]
-
-
-def _require(ctx: CommandContext) -> Principal:
-    if ctx.principal is None:
-        raise AuthenticationRequired("authentication required")
-    return ctx.principal
 
 
 # --- sessions -----------------------------------------------------------------------------
@@ -261,7 +245,7 @@ async def logout(deps: AuthDeps, cmd: Logout, ctx: CommandContext) -> Reply:
         if not events:
             return Reply(result=None)
         seq = await deps.store.append(
-            "session", target, events, expected_version=version, context=_context(ctx)
+            "session", target, events, expected_version=version, context=ctx.event_context()
         )
         return Reply(result=None, position=_position(seq))
 
@@ -292,7 +276,7 @@ async def _register(
         user_id = new_id("usr")
         events = d.decide_claim_email(claim, email=email, user_id=user_id)
         await deps.store.append(
-            "user_email", key, events, expected_version=claim_version, context=_context(ctx)
+            "user_email", key, events, expected_version=claim_version, context=ctx.event_context()
         )
     password_hash = await deps.hash_password(password)
     state, version = await load_state(deps.store, USERS, user_id)
@@ -305,13 +289,13 @@ async def _register(
         is_superuser=is_superuser,
     )
     seq = await deps.store.append(
-        "user", user_id, events, expected_version=version, context=_context(ctx)
+        "user", user_id, events, expected_version=version, context=ctx.event_context()
     )
     return user_id, seq
 
 
 async def create_user(deps: AuthDeps, cmd: CreateUser, ctx: CommandContext) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
     org_id = cmd.organization_id or actor.organization_id
     if org_id is None and not actor.is_superuser:
         raise ValidationFailed("name the organization the user joins", "$.organization_id")
@@ -342,7 +326,11 @@ async def _change_org(
         if not events:
             return version
         return await deps.store.append(
-            "organization", org_id, events, expected_version=version, context=_context(ctx, org_id)
+            "organization",
+            org_id,
+            events,
+            expected_version=version,
+            context=ctx.event_context(org_id),
         )
 
     return await retry_on_conflict(attempt)
@@ -360,7 +348,11 @@ async def _create_org(
         claim, version = await load_state(deps.store, SLUGS, chosen)
     events = d.decide_claim_slug(claim, organization_id=organization_id)
     await deps.store.append(
-        "org_slug", chosen, events, expected_version=version, context=_context(ctx, organization_id)
+        "org_slug",
+        chosen,
+        events,
+        expected_version=version,
+        context=ctx.event_context(organization_id),
     )
     events = d.decide_create_organization(
         d.OrganizationState(),
@@ -374,7 +366,7 @@ async def _create_org(
         organization_id,
         events,
         expected_version=0,
-        context=_context(ctx, organization_id),
+        context=ctx.event_context(organization_id),
     )
     return organization_id, seq
 
@@ -382,7 +374,7 @@ async def _create_org(
 async def create_organization(
     deps: AuthDeps, cmd: CreateOrganization, ctx: CommandContext
 ) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
     if actor.kind != "user" and "admin" not in actor.scopes:
         raise AuthorizationDenied("creating an organization needs the admin scope")
     org_id, seq = await _create_org(deps, ctx, name=cmd.name, slug=cmd.slug, owner_id=actor.user_id)
@@ -396,7 +388,7 @@ async def _require_user(deps: AuthDeps, user_id: str) -> None:
 
 
 async def add_member(deps: AuthDeps, cmd: AddMember, ctx: CommandContext) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
     org, _ = await load_state(deps.store, ORGS, cmd.organization_id)
     d.decide_add_member(org, actor, user_id="\0check", role=cmd.role)
     await _require_user(deps, cmd.user_id)
@@ -410,7 +402,7 @@ async def add_member(deps: AuthDeps, cmd: AddMember, ctx: CommandContext) -> Rep
 
 
 async def change_member_role(deps: AuthDeps, cmd: ChangeMemberRole, ctx: CommandContext) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
     seq = await _change_org(
         deps,
         ctx,
@@ -421,7 +413,7 @@ async def change_member_role(deps: AuthDeps, cmd: ChangeMemberRole, ctx: Command
 
 
 async def remove_member(deps: AuthDeps, cmd: RemoveMember, ctx: CommandContext) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
     seq = await _change_org(
         deps,
         ctx,
@@ -435,7 +427,7 @@ async def remove_member(deps: AuthDeps, cmd: RemoveMember, ctx: CommandContext) 
 
 
 async def issue_token(deps: AuthDeps, cmd: IssueToken, ctx: CommandContext) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
     token_id, token, prefix = new_token(cmd.kind)
     now = deps.clock()
     events = d.decide_issue_token(
@@ -456,7 +448,11 @@ async def issue_token(deps: AuthDeps, cmd: IssueToken, ctx: CommandContext) -> R
     issued = events[0]
     assert isinstance(issued, TokenIssued)
     seq = await deps.store.append(
-        "token", token_id, events, expected_version=0, context=_context(ctx, issued.organization_id)
+        "token",
+        token_id,
+        events,
+        expected_version=0,
+        context=ctx.event_context(issued.organization_id),
     )
     result = IssuedToken(
         id=token_id,
@@ -500,7 +496,7 @@ async def issue_deployment_token(
 
 
 async def revoke_token(deps: AuthDeps, cmd: RevokeToken, ctx: CommandContext) -> Reply:
-    actor = _require(ctx)
+    actor = ctx.caller()
 
     async def attempt() -> Reply:
         state, version = await load_state(deps.store, TOKENS, cmd.token_id)
@@ -512,7 +508,7 @@ async def revoke_token(deps: AuthDeps, cmd: RevokeToken, ctx: CommandContext) ->
             cmd.token_id,
             events,
             expected_version=version,
-            context=_context(ctx, state.organization_id),
+            context=ctx.event_context(state.organization_id),
         )
         return Reply(result=None, position=_position(seq))
 
@@ -547,7 +543,7 @@ async def bootstrap_admin(deps: AuthDeps, cmd: BootstrapAdmin, ctx: CommandConte
     org_id, _ = await _create_org(deps, ctx, name="Default", slug=None, owner_id=user_id)
     events = d.decide_bootstrap(state, user_id=user_id, organization_id=org_id)
     seq = await deps.store.append(
-        "bootstrap", "admin", events, expected_version=version, context=_context(ctx, org_id)
+        "bootstrap", "admin", events, expected_version=version, context=ctx.event_context(org_id)
     )
     return Reply(
         result=BootstrapResult(created=True, user_id=user_id, organization_id=org_id),
@@ -571,7 +567,7 @@ async def ensure_signing_key(deps: AuthDeps, cmd: EnsureSigningKey, ctx: Command
         if not events:
             return Reply(result=None)
         seq = await deps.store.append(
-            "keyring", KEYRING_ID, events, expected_version=version, context=_context(ctx)
+            "keyring", KEYRING_ID, events, expected_version=version, context=ctx.event_context()
         )
         deps.forget_keyring()
         return Reply(result=None, position=_position(seq))

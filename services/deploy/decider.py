@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
-from libs.errors import AuthorizationDenied, Conflict, NotFound, ValidationFailed
+from libs.errors import Conflict, NotFound, ValidationFailed
 from libs.events import Event
-from libs.principal import Principal
+from libs.principal import Principal, require
 from services.deploy.events import (
     DeploymentCancelled,
     DeploymentCreated,
@@ -47,21 +47,6 @@ from services.deploy.events import (
     StepFinished,
     StepStarted,
 )
-
-
-def require(
-    actor: Principal, scope: str, organization_id: str | None, *, field: str | None = None
-) -> None:
-    """404 to outsiders (ids of other organizations do not exist for them), 403 to
-    members whose role or credential lacks `scope`."""
-    details = {"field": field} if field else None
-    if organization_id is None:
-        raise NotFound("not found", details)
-    if not actor.is_superuser and actor.role_in(organization_id) is None:
-        raise NotFound("not found", details)
-    if not actor.can(scope, organization_id):
-        raise AuthorizationDenied(f"this needs the '{scope}' permission in the organization")
-
 
 # --- environment --------------------------------------------------------------------------
 

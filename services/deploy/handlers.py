@@ -19,14 +19,14 @@ import nats.errors
 import structlog
 from nats.js.kv import KeyValue
 
-from libs.aggregate import AggregateType, Snapshots, load_state, retry_on_conflict
+from libs.aggregate import AggregateType, Snapshots, change, load_state, retry_on_conflict
 from libs.crypto import SecretBox
-from libs.errors import AuthenticationRequired, DomainError, NotFound, ValidationFailed
-from libs.events import Event, EventContext
+from libs.errors import DomainError, NotFound, ValidationFailed
+from libs.events import Event
 from libs.eventstore import EventStore
 from libs.ids import new_id
 from libs.messaging import CommandBus, CommandContext, Reply
-from libs.principal import Principal
+from libs.principal import Principal, require
 from libs.slugs import slugify
 from services.deploy import commands as c
 from services.deploy import decider as d
@@ -93,26 +93,11 @@ def _position(seq: int) -> str:
     return f"{STREAM.context}:{seq}"
 
 
-def _actor(ctx: CommandContext) -> Principal:
-    if ctx.principal is None:
-        raise AuthenticationRequired("authentication required")
-    return ctx.principal
-
-
 def _org(actor: Principal, given: str | None) -> str:
     org = given or actor.organization_id
     if org is None:
         raise ValidationFailed("name the organization", "$.organization_id")
     return org
-
-
-def _ectx(ctx: CommandContext, organization_id: str | None) -> EventContext:
-    return EventContext(
-        actor=ctx.principal.user_id if ctx.principal else None,
-        organization_id=organization_id,
-        correlation_id=ctx.request_id,
-        traceparent=ctx.traceparent,
-    )
 
 
 def _changes(cmd: msgspec.Struct, *skip: str) -> dict[str, Any]:
@@ -135,22 +120,14 @@ async def _update(
     decide: Callable[[Any], list[Event]],
 ) -> Reply:
     """Load, decide, append; again if someone else appended in between."""
-
-    async def attempt() -> Reply:
-        state, version = await load_state(deps.store, kind, aggregate_id)
-        events = decide(state)
-        if not events:
-            return Reply(result=None)
-        seq = await deps.store.append(
-            kind.name,
-            aggregate_id,
-            events,
-            expected_version=version,
-            context=_ectx(ctx, getattr(state, "organization_id", None)),
-        )
-        return Reply(result=None, position=_position(seq))
-
-    return await retry_on_conflict(attempt)
+    seq = await change(
+        deps.store,
+        kind,
+        aggregate_id,
+        decide,
+        lambda state: ctx.event_context(getattr(state, "organization_id", None)),
+    )
+    return Reply(result=None, position=_position(seq) if seq else None)
 
 
 # --- environments -------------------------------------------------------------------------
@@ -165,7 +142,7 @@ def _seal(deps: DeployDeps, credentials: dict[str, Any] | None) -> str | None:
 async def create_environment(
     deps: DeployDeps, cmd: c.CreateEnvironment, ctx: CommandContext
 ) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     org = _org(actor, cmd.organization_id)
     environment_id = new_id("env")
     created = EnvironmentCreated(
@@ -184,7 +161,7 @@ async def create_environment(
     )
     events = d.decide_create_environment(d.EnvironmentState(), actor, created)
     seq = await deps.store.append(
-        "environment", environment_id, events, expected_version=0, context=_ectx(ctx, org)
+        "environment", environment_id, events, expected_version=0, context=ctx.event_context(org)
     )
     return Reply(result=c.Created(id=environment_id), position=_position(seq))
 
@@ -192,7 +169,7 @@ async def create_environment(
 async def update_environment(
     deps: DeployDeps, cmd: c.UpdateEnvironment, ctx: CommandContext
 ) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     changes = _changes(cmd, "environment_id", "credentials")
     sealed = _seal(deps, cmd.credentials)
     return await _update(
@@ -207,7 +184,7 @@ async def update_environment(
 async def delete_environment(
     deps: DeployDeps, cmd: c.DeleteEnvironment, ctx: CommandContext
 ) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     return await _update(
         deps, ctx, ENVIRONMENTS, cmd.environment_id, lambda s: d.decide_delete_environment(s, actor)
     )
@@ -217,9 +194,9 @@ async def delete_environment(
 
 
 async def create_project(deps: DeployDeps, cmd: c.CreateProject, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     org = _org(actor, cmd.organization_id)
-    d.require(actor, "write", org)
+    require(actor, "write", org)
     project_id = new_id("prj")
     slug = cmd.slug or slugify(cmd.name, "project")
     slug_key = f"{org}~{slug}"
@@ -229,7 +206,7 @@ async def create_project(deps: DeployDeps, cmd: c.CreateProject, ctx: CommandCon
         slug_key,
         d.decide_claim_slug(claim, project_id),
         expected_version=version,
-        context=_ectx(ctx, org),
+        context=ctx.event_context(org),
     )
     created = ProjectCreated(
         project_id=project_id,
@@ -240,13 +217,13 @@ async def create_project(deps: DeployDeps, cmd: c.CreateProject, ctx: CommandCon
     )
     events = d.decide_create_project(d.ProjectState(), actor, created)
     seq = await deps.store.append(
-        "project", project_id, events, expected_version=0, context=_ectx(ctx, org)
+        "project", project_id, events, expected_version=0, context=ctx.event_context(org)
     )
     return Reply(result=c.Created(id=project_id), position=_position(seq))
 
 
 async def update_project(deps: DeployDeps, cmd: c.UpdateProject, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     changes = _changes(cmd, "project_id")
     return await _update(
         deps,
@@ -258,7 +235,7 @@ async def update_project(deps: DeployDeps, cmd: c.UpdateProject, ctx: CommandCon
 
 
 async def delete_project(deps: DeployDeps, cmd: c.DeleteProject, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     live: int = await deps.pool.fetchval(
         "SELECT count(*) FROM deploy.services WHERE project_id = $1 AND deleted_at IS NULL",
         cmd.project_id,
@@ -272,7 +249,7 @@ async def delete_project(deps: DeployDeps, cmd: c.DeleteProject, ctx: CommandCon
 
 
 async def create_service(deps: DeployDeps, cmd: c.CreateService, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     project, _ = await load_state(deps.store, PROJECTS, cmd.project_id)
     repository = validate_repository(cmd.repository_url)
     validate_ref(cmd.branch, "$.branch")
@@ -300,13 +277,13 @@ async def create_service(deps: DeployDeps, cmd: c.CreateService, ctx: CommandCon
         service_id,
         events,
         expected_version=0,
-        context=_ectx(ctx, project.organization_id),
+        context=ctx.event_context(project.organization_id),
     )
     return Reply(result=c.Created(id=service_id), position=_position(seq))
 
 
 async def update_service(deps: DeployDeps, cmd: c.UpdateService, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     changes = _changes(cmd, "service_id")
     if "repository_url" in changes:
         changes["repository_url"] = validate_repository(changes["repository_url"])
@@ -325,7 +302,7 @@ async def update_service(deps: DeployDeps, cmd: c.UpdateService, ctx: CommandCon
 
 
 async def delete_service(deps: DeployDeps, cmd: c.DeleteService, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     active: int = await deps.pool.fetchval(
         "SELECT count(*) FROM deploy.deployments WHERE service_id = $1 AND status = ANY($2)",
         cmd.service_id,
@@ -337,7 +314,7 @@ async def delete_service(deps: DeployDeps, cmd: c.DeleteService, ctx: CommandCon
 
 
 async def control_service(deps: DeployDeps, cmd: c.ControlService, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     return await _update(
         deps,
         ctx,
@@ -348,7 +325,7 @@ async def control_service(deps: DeployDeps, cmd: c.ControlService, ctx: CommandC
 
 
 async def control_instance(deps: DeployDeps, cmd: c.ControlInstance, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     return await _update(
         deps,
         ctx,
@@ -365,7 +342,7 @@ async def control_instance(deps: DeployDeps, cmd: c.ControlInstance, ctx: Comman
 
 
 async def set_env_var(deps: DeployDeps, cmd: c.SetEnvVar, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     sealed = deps.box.seal(cmd.value.encode(), purpose=SECRET_ENV) if cmd.secret else None
     return await _update(
         deps,
@@ -384,7 +361,7 @@ async def set_env_var(deps: DeployDeps, cmd: c.SetEnvVar, ctx: CommandContext) -
 
 
 async def remove_env_var(deps: DeployDeps, cmd: c.RemoveEnvVar, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     return await _update(
         deps, ctx, SERVICES, cmd.service_id, lambda s: d.decide_remove_env_var(s, actor, cmd.key)
     )
@@ -406,7 +383,7 @@ async def _enqueue(
         seq = version
         if events:
             seq = await deps.store.append(
-                "dispatch", org, events, expected_version=version, context=_ectx(ctx, org)
+                "dispatch", org, events, expected_version=version, context=ctx.event_context(org)
             )
         after = state
         for event in events:
@@ -433,7 +410,7 @@ async def _release(deps: DeployDeps, ctx: CommandContext, org: str, deployment_i
         seq = version
         if events:
             seq = await deps.store.append(
-                "dispatch", org, events, expected_version=version, context=_ectx(ctx, org)
+                "dispatch", org, events, expected_version=version, context=ctx.event_context(org)
             )
         after = state
         for event in events:
@@ -478,7 +455,11 @@ async def _mark(
     async def attempt() -> int:
         _, version = await load_state(deps.store, DEPLOYMENTS, deployment_id)
         return await deps.store.append(
-            "deployment", deployment_id, [event], expected_version=version, context=_ectx(ctx, org)
+            "deployment",
+            deployment_id,
+            [event],
+            expected_version=version,
+            context=ctx.event_context(org),
         )
 
     return await retry_on_conflict(attempt)
@@ -498,7 +479,7 @@ async def _create(
     replaces: str | None = None,
     pipeline_id: str | None = None,
 ) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     service, _ = await load_state(deps.store, SERVICES, service_id)
     environment, _ = await load_state(deps.store, ENVIRONMENTS, environment_id)
     target = None
@@ -530,7 +511,7 @@ async def _create(
     )
     org = created.organization_id
     await deps.store.append(
-        "deployment", deployment_id, events, expected_version=0, context=_ectx(ctx, org)
+        "deployment", deployment_id, events, expected_version=0, context=ctx.event_context(org)
     )
     seq = await _enqueue(deps, ctx, org, deployment_id, f"{service_id}:{environment_id}")
     return Reply(result=c.Created(id=deployment_id), position=_position(seq))
@@ -552,11 +533,11 @@ async def create_deployment(
 
 
 async def rollback(deps: DeployDeps, cmd: c.Rollback, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     current, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
     if current.deployment_id is None:
         raise NotFound("deployment not found")
-    d.require(actor, "deploy", current.organization_id)
+    require(actor, "deploy", current.organization_id)
     target_id = cmd.to_deployment_id
     if target_id is None:
         target_id = await deps.pool.fetchval(
@@ -587,7 +568,7 @@ async def rollback(deps: DeployDeps, cmd: c.Rollback, ctx: CommandContext) -> Re
 async def cancel_deployment(
     deps: DeployDeps, cmd: c.CancelDeployment, ctx: CommandContext
 ) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     reply = await _update(
         deps, ctx, DEPLOYMENTS, cmd.deployment_id, lambda s: d.decide_cancel(s, actor)
     )

@@ -16,10 +16,8 @@ from services.deploy.handlers import (
     PIPELINES,
     SERVICES,
     DeployDeps,
-    _actor,
     _argv,
     _create,
-    _ectx,
     _position,
     _update,
 )
@@ -33,7 +31,7 @@ def _steps(steps: list[c.PipelineStepBody]) -> list[PipelineStepSpec]:
 
 
 async def create_pipeline(deps: DeployDeps, cmd: c.CreatePipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     service, _ = await load_state(deps.store, SERVICES, cmd.service_id)
     pipeline_id = new_id("ppl")
     created = PipelineCreated(
@@ -49,13 +47,13 @@ async def create_pipeline(deps: DeployDeps, cmd: c.CreatePipeline, ctx: CommandC
         pipeline_id,
         events,
         expected_version=0,
-        context=_ectx(ctx, service.organization_id),
+        context=ctx.event_context(service.organization_id),
     )
     return Reply(result=c.Created(id=pipeline_id), position=_position(seq))
 
 
 async def update_pipeline(deps: DeployDeps, cmd: c.UpdatePipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     steps = None if cmd.steps is None else _steps(cmd.steps)
     return await _update(
         deps,
@@ -67,14 +65,14 @@ async def update_pipeline(deps: DeployDeps, cmd: c.UpdatePipeline, ctx: CommandC
 
 
 async def delete_pipeline(deps: DeployDeps, cmd: c.DeletePipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     return await _update(
         deps, ctx, PIPELINES, cmd.pipeline_id, lambda s: d.decide_delete_pipeline(s, actor)
     )
 
 
 async def run_pipeline(deps: DeployDeps, cmd: c.RunPipeline, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     pipeline, _ = await load_state(deps.store, PIPELINES, cmd.pipeline_id)
     d.require_pipeline(pipeline, actor, "deploy")
     return await _create(

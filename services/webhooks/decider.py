@@ -15,8 +15,7 @@ import msgspec
 
 from libs.errors import Conflict, NotFound
 from libs.events import Event
-from libs.principal import Principal
-from services.deploy.decider import require
+from libs.principal import Principal, require
 from services.webhooks.events import (
     DeliveryAbandoned,
     DeliveryAttempted,

@@ -148,20 +148,17 @@ class DeliveryWorker:
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         stream = self.store.stream_name(DELIVERIES.context)
-        try:
-            await self.store.js.consumer_info(stream, DURABLE)
-        except nats.js.errors.NotFoundError:
-            await self.store.js.add_consumer(
-                stream,
-                ConsumerConfig(
-                    durable_name=DURABLE,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=90,
-                    # Retries waiting for their time count as pending: leave room for many.
-                    max_ack_pending=1_000_000,
-                ),
-            )
+        await self.store.ensure_durable(
+            DELIVERIES.context,
+            ConsumerConfig(
+                durable_name=DURABLE,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=90,
+                # Retries waiting for their time count as pending: leave room for many.
+                max_ack_pending=1_000_000,
+            ),
+        )
         sub = await self.store.js.pull_subscribe_bind(durable=DURABLE, stream=stream)
         try:
             while not stop.is_set():

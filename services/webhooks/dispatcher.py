@@ -51,24 +51,6 @@ def decode(msg: Msg, codecs: dict[str, EventCodec[Any]], namespace: str) -> Reco
     return Recorded(meta=meta, event=event, seq=msg.metadata.sequence.stream)
 
 
-async def ensure_consumer(store: EventStore, spec: StreamSpec, durable: str) -> None:
-    """Create the durable consumer on first start; it resumes where it was afterwards."""
-    stream = store.stream_name(spec.context)
-    try:
-        await store.js.consumer_info(stream, durable)
-    except nats.js.errors.NotFoundError:
-        await store.js.add_consumer(
-            stream,
-            ConsumerConfig(
-                durable_name=durable,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_ack_pending=4096,
-            ),
-        )
-
-
 class Dispatcher:
     def __init__(
         self, store: EventStore, directory: Directory, *, batch: int = 256, in_flight: int = 1024
@@ -96,7 +78,16 @@ class Dispatcher:
                 # Another context's stream is its owner's to create: wait for it.
                 await self.store.js.stream_info(self.store.stream_name(spec.context))
                 self.store.register(spec)
-                await ensure_consumer(self.store, spec, DURABLE)
+                await self.store.ensure_durable(
+                    spec.context,
+                    ConsumerConfig(
+                        durable_name=DURABLE,
+                        deliver_policy=DeliverPolicy.ALL,
+                        ack_policy=AckPolicy.EXPLICIT,
+                        ack_wait=30,
+                        max_ack_pending=4096,
+                    ),
+                )
                 sub = await self.store.js.pull_subscribe_bind(
                     durable=DURABLE, stream=self.store.stream_name(spec.context)
                 )

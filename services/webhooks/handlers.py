@@ -9,15 +9,14 @@ from typing import Any
 
 import msgspec
 
-from libs.aggregate import AggregateType, load_state, retry_on_conflict
+from libs.aggregate import AggregateType, change, load_state
 from libs.crypto import SecretBox
-from libs.errors import AuthenticationRequired, NotFound, ValidationFailed
-from libs.events import Event, EventContext
+from libs.errors import NotFound, ValidationFailed
+from libs.events import Event
 from libs.eventstore import EventStore
 from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
-from libs.principal import Principal
-from services.deploy.decider import require
+from libs.principal import require
 from services.webhooks import catalog, signing
 from services.webhooks import commands as c
 from services.webhooks import decider as d
@@ -59,21 +58,6 @@ def _position(context: str, seq: int) -> str:
     return f"{context}:{seq}"
 
 
-def _actor(ctx: CommandContext) -> Principal:
-    if ctx.principal is None:
-        raise AuthenticationRequired("authentication required")
-    return ctx.principal
-
-
-def _ectx(ctx: CommandContext, organization_id: str | None) -> EventContext:
-    return EventContext(
-        actor=ctx.principal.user_id if ctx.principal else None,
-        organization_id=organization_id,
-        correlation_id=ctx.request_id,
-        traceparent=ctx.traceparent,
-    )
-
-
 async def _check_url(deps: WebhookDeps, url: str) -> None:
     try:
         await guard_url(url, deps.allowed_networks)
@@ -106,25 +90,18 @@ async def _update(
     webhook_id: str,
     decide: Callable[[d.WebhookState], list[Event]],
 ) -> Reply:
-    async def attempt() -> Reply:
-        state, version = await load_state(deps.store, WEBHOOKS, webhook_id)
-        events = decide(state)
-        if not events:
-            return Reply(result=None)
-        seq = await deps.store.append(
-            "webhook",
-            webhook_id,
-            events,
-            expected_version=version,
-            context=_ectx(ctx, state.organization_id),
-        )
-        return Reply(result=None, position=_position(ENDPOINTS.context, seq))
-
-    return await retry_on_conflict(attempt)
+    seq = await change(
+        deps.store,
+        WEBHOOKS,
+        webhook_id,
+        decide,
+        lambda state: ctx.event_context(state.organization_id),
+    )
+    return Reply(result=None, position=_position(ENDPOINTS.context, seq) if seq else None)
 
 
 async def create_webhook(deps: WebhookDeps, cmd: c.CreateWebhook, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     org = cmd.organization_id or actor.organization_id
     if org is None:
         raise ValidationFailed("name the organization", "$.organization_id")
@@ -145,7 +122,7 @@ async def create_webhook(deps: WebhookDeps, cmd: c.CreateWebhook, ctx: CommandCo
     )
     decided = d.decide_create(d.WebhookState(), actor, created)
     seq = await deps.store.append(
-        "webhook", webhook_id, decided, expected_version=0, context=_ectx(ctx, org)
+        "webhook", webhook_id, decided, expected_version=0, context=ctx.event_context(org)
     )
     return Reply(
         result=c.CreatedWebhook(id=webhook_id, secret=secret),
@@ -154,7 +131,7 @@ async def create_webhook(deps: WebhookDeps, cmd: c.CreateWebhook, ctx: CommandCo
 
 
 async def update_webhook(deps: WebhookDeps, cmd: c.UpdateWebhook, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     changes: dict[str, Any] = {
         f: getattr(cmd, f)
         for f in cmd.__struct_fields__
@@ -170,12 +147,12 @@ async def update_webhook(deps: WebhookDeps, cmd: c.UpdateWebhook, ctx: CommandCo
 
 
 async def delete_webhook(deps: WebhookDeps, cmd: c.DeleteWebhook, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     return await _update(deps, ctx, cmd.webhook_id, lambda s: d.decide_delete(s, actor))
 
 
 async def rotate_secret(deps: WebhookDeps, cmd: c.RotateSecret, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
     secret = _secret(cmd.secret)
     sealed = deps.box.seal(secret.encode(), purpose=SECRET_PURPOSE)
     now = deps.clock()
@@ -193,7 +170,7 @@ async def rotate_secret(deps: WebhookDeps, cmd: c.RotateSecret, ctx: CommandCont
 
 async def test_webhook(deps: WebhookDeps, cmd: c.TestWebhook, ctx: CommandContext) -> Reply:
     """Send a `webhook.ping` now, whatever the endpoint subscribes to."""
-    actor = _actor(ctx)
+    actor = ctx.caller()
     state, _ = await load_state(deps.store, WEBHOOKS, cmd.webhook_id)
     d.require_webhook(state, actor, "write")
     assert state.organization_id is not None
@@ -211,33 +188,28 @@ async def test_webhook(deps: WebhookDeps, cmd: c.TestWebhook, ctx: CommandContex
 
 
 async def redeliver(deps: WebhookDeps, cmd: c.Redeliver, ctx: CommandContext) -> Reply:
-    actor = _actor(ctx)
+    actor = ctx.caller()
 
-    async def attempt() -> Reply:
-        state, version = await load_state(deps.store, DELIVERY_KIND, cmd.delivery_id)
+    def decide(state: d.DeliveryState) -> list[Event]:
         if state.delivery_id is None:
             raise NotFound("delivery not found")
         require(actor, "write", state.organization_id)
-        events = d.decide_requeue(state, "redeliver")
-        if not events:
-            return Reply(result=c.Accepted(id=cmd.delivery_id))
-        seq = await deps.store.append(
-            "delivery",
-            cmd.delivery_id,
-            events,
-            expected_version=version,
-            context=_ectx(ctx, state.organization_id),
-        )
-        return Reply(
-            result=c.Accepted(id=cmd.delivery_id), position=_position(DELIVERIES.context, seq)
-        )
+        return d.decide_requeue(state, "redeliver")
 
-    return await retry_on_conflict(attempt)
+    seq = await change(
+        deps.store,
+        DELIVERY_KIND,
+        cmd.delivery_id,
+        decide,
+        lambda state: ctx.event_context(state.organization_id),
+    )
+    position = _position(DELIVERIES.context, seq) if seq else None
+    return Reply(result=c.Accepted(id=cmd.delivery_id), position=position)
 
 
 async def replay(deps: WebhookDeps, cmd: c.Replay, ctx: CommandContext) -> Reply:
     """Record the request, then re-send every matching event since `since` in the background."""
-    actor = _actor(ctx)
+    actor = ctx.caller()
     if cmd.since.tzinfo is None:
         raise ValidationFailed("give a time zone, e.g. 2026-01-01T00:00:00Z", "$.since")
     if cmd.since > deps.clock():
