@@ -207,7 +207,7 @@ def evolve_delivery(state: DeliveryState, event: Event) -> DeliveryState:
     replace = msgspec.structs.replace
     match event:
         case DeliveryScheduled():
-            return DeliveryState(
+            scheduled = DeliveryState(
                 delivery_id=event.delivery_id,
                 webhook_id=event.webhook_id,
                 organization_id=event.organization_id,
@@ -215,6 +215,9 @@ def evolve_delivery(state: DeliveryState, event: Event) -> DeliveryState:
                 event_type=event.event_type,
                 body=event.body,
             )
+            if event.first_attempt is None:
+                return scheduled
+            return evolve_delivery(scheduled, event.first_attempt)
         case DeliveryAttempted():
             if event.succeeded:
                 status = SUCCEEDED
@@ -295,6 +298,22 @@ def decide_outcome(
             last_error=outcome.error,
         ),
     ]
+
+
+def decide_prompt(
+    scheduled: DeliveryScheduled,
+    outcome: Outcome,
+    schedule: Sequence[float],
+    *,
+    jitter: float,
+) -> list[Event]:
+    """A new delivery whose first attempt was made before it was recorded: one
+    `delivery.scheduled` carrying that attempt, and what the attempt decided beyond
+    it (the end of the schedule, or the endpoint gone)."""
+    state = evolve_delivery(DeliveryState(), scheduled)
+    attempted, *after = decide_outcome(state, outcome, schedule, jitter=jitter)
+    assert isinstance(attempted, DeliveryAttempted)
+    return [msgspec.structs.replace(scheduled, first_attempt=attempted), *after]
 
 
 def decide_requeue(state: DeliveryState, reason: str) -> list[Event]:

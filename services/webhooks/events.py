@@ -83,18 +83,6 @@ WebhookEvent = (
 
 
 # delivery.<id>: one event to one endpoint; its id is the `webhook-id` of every attempt.
-class DeliveryScheduled(Event, frozen=True, kw_only=True, tag="delivery.scheduled"):
-    delivery_id: str
-    webhook_id: str
-    organization_id: str
-    # The event delivered: its id (the source event's, or the ping's) and public type.
-    event_id: str
-    event_type: str
-    # The exact body sent on every attempt.
-    body: str
-    occurred_at: datetime
-
-
 class DeliveryAttempted(Event, frozen=True, kw_only=True, tag="delivery.attempted"):
     attempt: int
     attempted_at: datetime
@@ -105,6 +93,21 @@ class DeliveryAttempted(Event, frozen=True, kw_only=True, tag="delivery.attempte
     error: str | None = None
     # When the next attempt is due; None when this one was the last.
     next_attempt_at: datetime | None = None
+
+
+class DeliveryScheduled(Event, frozen=True, kw_only=True, tag="delivery.scheduled"):
+    delivery_id: str
+    webhook_id: str
+    organization_id: str
+    # The event delivered: its id (the source event's, or the ping's) and public type.
+    event_id: str
+    event_type: str
+    # The exact body sent on every attempt.
+    body: str
+    occurred_at: datetime
+    # The first attempt, when the dispatcher made it before recording the delivery:
+    # one append instead of two for most deliveries (see dispatcher.py).
+    first_attempt: DeliveryAttempted | None = None
 
 
 class DeliveryRequeued(Event, frozen=True, kw_only=True, tag="delivery.requeued"):

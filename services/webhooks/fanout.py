@@ -62,6 +62,24 @@ def receivers(
     return chosen
 
 
+def scheduled_for(hook: WebhookState, event: PublicEvent) -> DeliveryScheduled:
+    """The delivery of `event` to `hook`, with the exact body every attempt sends."""
+    assert hook.webhook_id is not None
+    return DeliveryScheduled(
+        delivery_id=delivery_id_for(hook.webhook_id, event.event_id),
+        webhook_id=hook.webhook_id,
+        organization_id=event.organization_id,
+        event_id=event.event_id,
+        event_type=event.type,
+        body=body(event),
+        occurred_at=event.occurred_at,
+    )
+
+
+def delivery_context(event: PublicEvent) -> EventContext:
+    return EventContext(organization_id=event.organization_id, causation_id=event.event_id)
+
+
 async def schedule(
     store: EventStore, hook: WebhookState, event: PublicEvent, *, requeue: str | None = None
 ) -> bool:
@@ -70,18 +88,9 @@ async def schedule(
     Already scheduled: nothing happens, unless `requeue` names why it must be
     sent again (a replay), which starts it on a fresh retry schedule.
     """
-    assert hook.webhook_id is not None
-    delivery_id = delivery_id_for(hook.webhook_id, event.event_id)
-    scheduled = DeliveryScheduled(
-        delivery_id=delivery_id,
-        webhook_id=hook.webhook_id,
-        organization_id=event.organization_id,
-        event_id=event.event_id,
-        event_type=event.type,
-        body=body(event),
-        occurred_at=event.occurred_at,
-    )
-    context = EventContext(organization_id=event.organization_id, causation_id=event.event_id)
+    scheduled = scheduled_for(hook, event)
+    delivery_id = scheduled.delivery_id
+    context = delivery_context(event)
     try:
         await store.append(
             "delivery",

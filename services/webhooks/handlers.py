@@ -20,7 +20,7 @@ from libs.principal import require
 from services.webhooks import catalog, signing
 from services.webhooks import commands as c
 from services.webhooks import decider as d
-from services.webhooks.delivery import SECRET_PURPOSE
+from services.webhooks.courier import SECRET_PURPOSE
 from services.webhooks.events import CODECS, DELIVERIES, ENDPOINTS, WebhookCreated
 from services.webhooks.fanout import DELIVERIES as DELIVERY_KIND
 from services.webhooks.fanout import delivery_id_for, schedule

@@ -17,7 +17,8 @@ from libs.metrics import start_metrics_server
 from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
 from services.webhooks.api import SERVICE, endpoints
-from services.webhooks.delivery import DeliveryPolicy, DeliveryWorker
+from services.webhooks.courier import Courier, DeliveryPolicy
+from services.webhooks.delivery import DeliveryWorker
 from services.webhooks.directory import Directory
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.events import DELIVERIES, ENDPOINTS
@@ -90,9 +91,10 @@ async def run(
             concurrency=settings.webhook_endpoint_concurrency,
             default_rate_limit=settings.webhook_default_rate_limit or None,
         )
-        worker = DeliveryWorker(store, directory, deps.box, sender, policy)
+        courier = Courier(store, directory, deps.box, sender, policy)
+        worker = DeliveryWorker(store, directory, courier)
         tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(Dispatcher(store, directory).run(stop)),
+            asyncio.create_task(Dispatcher(store, directory, courier).run(stop)),
             asyncio.create_task(worker.run(stop)),
         ]
         if settings.run_projection:

@@ -136,33 +136,10 @@ class DeliveryProjection(Projection):
                     PENDING,
                     at,
                 )
+                if event.first_attempt is not None:
+                    await _attempted(conn, delivery_id, event.first_attempt, at)
             case DeliveryAttempted():
-                await conn.execute(
-                    "INSERT INTO attempts (delivery_id, attempt, attempted_at, succeeded,"
-                    " status_code, latency_ms, response_excerpt, error, next_attempt_at)"
-                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
-                    delivery_id,
-                    event.attempt,
-                    event.attempted_at,
-                    event.succeeded,
-                    event.status_code,
-                    event.latency_ms,
-                    event.response_excerpt,
-                    event.error,
-                    event.next_attempt_at,
-                )
-                status = SUCCEEDED if event.succeeded else RETRYING
-                await conn.execute(
-                    "UPDATE deliveries SET attempts = $2, status = $3, next_attempt_at = $4,"
-                    " last_status_code = $5, last_error = $6, updated_at = $7 WHERE id = $1",
-                    delivery_id,
-                    event.attempt,
-                    status,
-                    event.next_attempt_at,
-                    event.status_code,
-                    event.error,
-                    at,
-                )
+                await _attempted(conn, delivery_id, event, at)
             case DeliveryRequeued():
                 await _status(conn, delivery_id, PENDING, at)
             case DeliveryExhausted():
@@ -176,6 +153,37 @@ class DeliveryProjection(Projection):
                     event.reason,
                     at,
                 )
+
+
+async def _attempted(
+    conn: asyncpg.Connection, delivery_id: str, event: DeliveryAttempted, at: object
+) -> None:
+    await conn.execute(
+        "INSERT INTO attempts (delivery_id, attempt, attempted_at, succeeded,"
+        " status_code, latency_ms, response_excerpt, error, next_attempt_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
+        delivery_id,
+        event.attempt,
+        event.attempted_at,
+        event.succeeded,
+        event.status_code,
+        event.latency_ms,
+        event.response_excerpt,
+        event.error,
+        event.next_attempt_at,
+    )
+    status = SUCCEEDED if event.succeeded else RETRYING
+    await conn.execute(
+        "UPDATE deliveries SET attempts = $2, status = $3, next_attempt_at = $4,"
+        " last_status_code = $5, last_error = $6, updated_at = $7 WHERE id = $1",
+        delivery_id,
+        event.attempt,
+        status,
+        event.next_attempt_at,
+        event.status_code,
+        event.error,
+        at,
+    )
 
 
 async def _status(conn: asyncpg.Connection, delivery_id: str, status: str, at: object) -> None:

@@ -8,10 +8,11 @@ from functools import reduce
 import pytest
 
 from libs.errors import NotFound
-from libs.events import Event
+from libs.events import Event, EventCodec
 from libs.principal import Principal
 from services.webhooks import decider as d
 from services.webhooks.events import (
+    CODECS,
     DeliveryAbandoned,
     DeliveryAttempted,
     DeliveryExhausted,
@@ -206,3 +207,57 @@ def test_viewers_cannot_manage_endpoints() -> None:
 
     with pytest.raises(AuthorizationDenied):
         d.decide_update(hook(CREATED), VIEWER, {"active": False})
+
+
+# --- prompt deliveries (first attempt made before the delivery is recorded) ---------------
+
+
+def test_a_prompt_success_is_one_event_that_folds_to_succeeded() -> None:
+    ok = d.Outcome(attempted_at=T0, status_code=200, latency_ms=2.0)
+    [scheduled] = d.decide_prompt(SCHEDULED, ok, SCHEDULE, jitter=0)
+    assert isinstance(scheduled, DeliveryScheduled)
+    assert scheduled.first_attempt == DeliveryAttempted(
+        attempt=1, attempted_at=T0, succeeded=True, status_code=200, latency_ms=2.0
+    )
+    state = delivery(scheduled)
+    assert (state.status, state.attempts, state.delivery_id) == (d.SUCCEEDED, 1, "dlv_1")
+
+
+def test_a_prompt_failure_carries_the_next_attempt_and_the_worker_continues_it() -> None:
+    [scheduled] = d.decide_prompt(SCHEDULED, failed(T0), SCHEDULE, jitter=0)
+    assert scheduled.first_attempt.next_attempt_at == T0 + timedelta(seconds=5)  # type: ignore[attr-defined]
+    state = delivery(scheduled)
+    assert (state.status, state.attempts) == (d.RETRYING, 1)
+    # The retry decided from the folded state is attempt 2, on the same schedule.
+    [second] = d.decide_outcome(state, failed(T0), SCHEDULE, jitter=0)
+    assert second.attempt == 2  # type: ignore[attr-defined]
+    assert second.next_attempt_at == T0 + timedelta(seconds=300)  # type: ignore[attr-defined]
+
+
+def test_a_prompt_410_is_recorded_with_its_abandonment() -> None:
+    scheduled, abandoned = d.decide_prompt(SCHEDULED, failed(T0, 410), SCHEDULE, jitter=0)
+    assert isinstance(abandoned, DeliveryAbandoned)
+    assert delivery(scheduled, abandoned).status == d.ABANDONED
+
+
+def test_a_prompt_failure_with_a_one_attempt_schedule_is_exhausted_at_once() -> None:
+    scheduled, exhausted = d.decide_prompt(SCHEDULED, failed(T0), (0.0,), jitter=0)
+    assert exhausted == DeliveryExhausted(
+        webhook_id="whk_1",
+        event_id="evt_1",
+        event_type="deployment.failed",
+        attempts=1,
+        last_error="HTTP 500",
+    )
+    assert delivery(scheduled, exhausted).status == d.EXHAUSTED
+
+
+def test_a_scheduled_delivery_without_a_first_attempt_still_decodes_as_before() -> None:
+    codec: EventCodec[Event] = CODECS["delivery"]
+    old = b'{"type":"delivery.scheduled","delivery_id":"dlv_1","webhook_id":"whk_1",'
+    old += b'"organization_id":"org_1",'
+    old += b'"event_id":"evt_1","event_type":"deployment.failed","body":"{}",'
+    old += b'"occurred_at":"2026-11-01T12:00:00Z"}'
+    event = codec.decode(old, "delivery.scheduled", 1)
+    assert isinstance(event, DeliveryScheduled) and event.first_attempt is None
+    assert delivery(event).status == d.PENDING
