@@ -10,9 +10,14 @@ on loopback that notes when each event arrives. One endpoint subscribes to them.
    run: the same number of signed POSTs of the same body to the same receiver
    from a bare aiohttp client loop, one request at a time (the issue's "raw POST
    loop"), and from 8 such loops at once (the endpoint's lane concurrency).
-2. Latency at a steady rate (500 events/s): from the append of an event to its
-   arrival at the receiver (the dispatcher, the delivery worker, the HTTP POST
-   and everything between).
+   The producer's own appends (fsynced) share the two cores and the window.
+2. Backlog: the same number of events appended while the webhooks service is
+   stopped, then delivered when it starts again (catching up after downtime):
+   deliveries per second from the first arrival to the last, the service's own
+   delivery rate with no producer beside it.
+3. Latency at a steady rate (500 events/s): from the append of an event to its
+   arrival at the receiver (the dispatcher, the HTTP POST and everything
+   between).
 """
 
 from __future__ import annotations
@@ -153,6 +158,18 @@ async def _burst(producer: Producer, receiver: Receiver, child: Child, n: int) -
     return n / (last - began)
 
 
+async def _backlog(producer: Producer, receiver: Receiver, child: Child, n: int) -> float:
+    """Deliveries per second of `n` events that were waiting when the service started."""
+    await child.stop()
+    start = len(producer.sent)
+    await asyncio.gather(*(producer.emit() for _ in range(n)))
+    ids = list(producer.sent)[start:]
+    await child.start()
+    last = await receiver.wait_for(ids, child)
+    first = min(receiver.arrived[i] for i in ids)
+    return (n - 1) / (last - first)
+
+
 async def _baseline(receiver: Receiver, n: int, secret: str, loops: int) -> float:
     """The same signed POSTs from `loops` bare aiohttp client loops."""
     body = msgspec.json.encode(
@@ -175,6 +192,7 @@ async def _baseline(receiver: Receiver, n: int, secret: str, loops: int) -> floa
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     deliveries_per_s: float
+    backlog_per_s: float
     loop_per_s: float
     loops_per_s: float
     latency: Summary
@@ -229,12 +247,14 @@ async def _measure(
     producer = Producer(store)
     await _burst(producer, receiver, child, 200)  # warm up: connections, caches
     ours: list[float] = []
+    backlog: list[float] = []
     loop: list[float] = []
     loops: list[float] = []
     for _ in range(settings.rounds):
         loop.append(await _baseline(receiver, settings.burst, secret, 1))
         loops.append(await _baseline(receiver, settings.burst, secret, CONCURRENCY))
         ours.append(await _burst(producer, receiver, child, settings.burst))
+        backlog.append(await _backlog(producer, receiver, child, settings.burst))
 
     async def steady(rate: float) -> tuple[list[float], Run]:
         await drive_at_rate(producer.emit, workers=64, duration=settings.warmup, rate=rate)
@@ -249,6 +269,7 @@ async def _measure(
     return Outcome(
         light_latency=summarize(light),
         deliveries_per_s=max(ours),
+        backlog_per_s=max(backlog),
         loop_per_s=max(loop),
         loops_per_s=max(loops),
         latency=summarize(latencies),
@@ -279,6 +300,13 @@ def _table(o: Outcome, lazy: Outcome, settings: Settings) -> Table:
                 fmt(x.loops_per_s, 0),
                 fmt_ratio(ratio(x.deliveries_per_s, x.loops_per_s)),
             ],
+            [
+                sync,
+                f"deliveries/s, backlog of {settings.burst:,} after a restart, vs the same loop",
+                fmt(x.backlog_per_s, 0),
+                fmt(x.loop_per_s, 0),
+                fmt_ratio(ratio(x.backlog_per_s, x.loop_per_s)),
+            ],
             [sync, f"event → delivery p50 {light}", f"{fmt(x.light_latency.p50_ms)} ms", "—", "—"],
             [sync, f"event → delivery p99 {light}", f"{fmt(x.light_latency.p99_ms)} ms", "—", "—"],
             [sync, f"event → delivery p50 {rate}", f"{fmt(x.latency.p50_ms)} ms", "—", "—"],
@@ -293,10 +321,14 @@ def _table(o: Outcome, lazy: Outcome, settings: Settings) -> Table:
             f"{o.events:,} events in {settings.duration:g} s at {settings.rate:g}/s "
             f"(max {fmt(o.latency.max_ms)} ms; append errors {o.errors}; "
             f"schedule slip p99 {fmt(o.slip.p99_ms)} ms) with sync always.",
-            "Each delivery: the event appended, the dispatcher's `delivery.scheduled` append, "
-            "the delivery worker's signed POST and its `delivery.attempted` append, and both "
-            "read models projected (Postgres fsync on), on the same 2 cores as the receiver "
-            "and this driver. With sync always every append is an fsync.",
+            "Each delivery: the event appended; the dispatcher's signed POST (a prompt "
+            "delivery: the endpoint is healthy) and its `delivery.scheduled` append carrying "
+            "that attempt; the delivery worker reading that record; the deliveries read model "
+            "projected (Postgres fsync on); on the same 2 cores as the receiver and this "
+            "driver. With sync always every append is an fsync.",
+            "Burst: from the first append to the last arrival, the 3,000 fsynced appends of "
+            "the producer included. Backlog: the events appended while the service was "
+            "stopped, from the first arrival to the last after it started.",
             "Baselines: the same signed body POSTed to the same receiver by a bare aiohttp "
             f"client, one request at a time, and by {CONCURRENCY} loops at once (the "
             "endpoint's lane concurrency); nothing recorded, nothing retried.",
