@@ -4,6 +4,7 @@
   called, and the connection goes to the address that was checked.
 - Redirects are not followed: a 3xx is a failure.
 - 15 s in all, and at most 64 KiB of the answer is read.
+- No cookies are kept: nothing one receiver answers reaches another.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class Sender:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # One session serves every organization's endpoints, and cookies are scoped
+            # by host, not port: a cookie one receiver set would be sent to the next.
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             headers={"User-Agent": USER_AGENT},
             auto_decompress=False,

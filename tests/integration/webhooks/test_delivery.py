@@ -229,3 +229,21 @@ async def test_deliveries_filter_and_redeliver_keeps_the_webhook_id(
         "/v1/webhooks/deliveries/dlv_nosuchdelivery/redeliver", headers=hooks.auth()
     )
     assert resp.status == 404
+
+
+async def test_cookies_a_receiver_sets_are_never_sent_anywhere(
+    hooks: Stack, receivers: Receivers
+) -> None:
+    # Cookies are scoped by host, not port: one organization's receiver must not be
+    # able to plant a cookie that the suite then sends to another's on the same host.
+    setter = await receivers(lambda _: (200, {"Set-Cookie": "session=planted; Path=/"}, 0.0))
+    other = await receivers()
+    by_name = [r.url.replace("127.0.0.1", "localhost") for r in (setter, other)]
+    await create_webhook(hooks, by_name[0], ["project.created"])
+    await create_webhook(hooks, by_name[1], ["project.created"])
+    await create_project(hooks, "One")
+    await setter.wait_for(lambda r: len(r) >= 1)
+    await create_project(hooks, "Two")
+    await setter.wait_for(lambda r: len(r) >= 2)
+    await other.wait_for(lambda r: len(r) >= 2)
+    assert all("cookie" not in r.headers for r in setter.requests + other.requests)
