@@ -201,6 +201,8 @@ class DeliveryState(msgspec.Struct, frozen=True, kw_only=True):
     round_start: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+    # Why it was last scheduled or requeued (None: a new event).
+    reason: str | None = None
 
 
 def evolve_delivery(state: DeliveryState, event: Event) -> DeliveryState:
@@ -214,6 +216,7 @@ def evolve_delivery(state: DeliveryState, event: Event) -> DeliveryState:
                 event_id=event.event_id,
                 event_type=event.event_type,
                 body=event.body,
+                reason=event.reason,
             )
             if event.first_attempt is None:
                 return scheduled
@@ -231,7 +234,13 @@ def evolve_delivery(state: DeliveryState, event: Event) -> DeliveryState:
                 last_error=None if event.succeeded else event.error,
             )
         case DeliveryRequeued():
-            return replace(state, status=PENDING, round_start=state.attempts, next_attempt_at=None)
+            return replace(
+                state,
+                status=PENDING,
+                round_start=state.attempts,
+                next_attempt_at=None,
+                reason=event.reason,
+            )
         case DeliveryExhausted():
             return replace(state, status=EXHAUSTED, next_attempt_at=None)
         case DeliveryAbandoned():
@@ -316,11 +325,15 @@ def decide_prompt(
     return [msgspec.structs.replace(scheduled, first_attempt=attempted), *after]
 
 
-def decide_requeue(state: DeliveryState, reason: str) -> list[Event]:
+def decide_requeue(state: DeliveryState, reason: str, *, once: bool = False) -> list[Event]:
+    """Send it again. A reason given `once` (a replay's id) requeues a delivery at most
+    once: a replay resumed after a crash skips what it had already done."""
     if state.delivery_id is None:
         raise NotFound("delivery not found")
     if state.status == PENDING:
         return []  # an attempt is already on its way
+    if once and state.reason == reason:
+        return []
     return [DeliveryRequeued(reason=reason)]
 
 

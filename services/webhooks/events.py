@@ -108,6 +108,8 @@ class DeliveryScheduled(Event, frozen=True, kw_only=True, tag="delivery.schedule
     # The first attempt, when the dispatcher made it before recording the delivery:
     # one append instead of two for most deliveries (see dispatcher.py).
     first_attempt: DeliveryAttempted | None = None
+    # Why it was scheduled when that was not a new event: "replay rpl_...".
+    reason: str | None = None
 
 
 class DeliveryRequeued(Event, frozen=True, kw_only=True, tag="delivery.requeued"):

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 import nats.js.errors
 
 from libs.aggregate import AggregateType, load_state
@@ -29,11 +30,13 @@ from services.webhooks.decider import (
     WebhookState,
     decide_requeue,
     evolve_delivery,
+    evolve_webhook,
 )
 from services.webhooks.events import CODECS, DeliveryScheduled
 from services.webhooks.payloads import DeploymentFacts, PublicEvent, body, facts_of, translate
 
 DELIVERIES = AggregateType("delivery", CODECS["delivery"], DeliveryState(), evolve_delivery)
+WEBHOOKS = AggregateType("webhook", CODECS["webhook"], WebhookState(), evolve_webhook)
 
 
 def delivery_id_for(webhook_id: str, event_id: str) -> str:
@@ -81,14 +84,20 @@ def delivery_context(event: PublicEvent) -> EventContext:
 
 
 async def schedule(
-    store: EventStore, hook: WebhookState, event: PublicEvent, *, requeue: str | None = None
+    store: EventStore,
+    hook: WebhookState,
+    event: PublicEvent,
+    *,
+    requeue: str | None = None,
+    once: bool = False,
 ) -> bool:
     """Schedule `event` for `hook`; True if this call scheduled (or requeued) it.
 
     Already scheduled: nothing happens, unless `requeue` names why it must be
-    sent again (a replay), which starts it on a fresh retry schedule.
+    sent again (a replay), which starts it on a fresh retry schedule; with
+    `once`, only if it was not scheduled or requeued for that reason before.
     """
-    scheduled = scheduled_for(hook, event)
+    scheduled = msgspec.structs.replace(scheduled_for(hook, event), reason=requeue)
     delivery_id = scheduled.delivery_id
     context = delivery_context(event)
     try:
@@ -104,7 +113,7 @@ async def schedule(
         if requeue is None:
             return False
     state, version = await load_state(store, DELIVERIES, delivery_id)
-    events = decide_requeue(state, requeue)
+    events = decide_requeue(state, requeue, once=once)
     if not events:
         return False
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from libs.aggregate import AggregateType, change, load_state
+from libs.aggregate import change, load_state
 from libs.crypto import SecretBox
 from libs.errors import NotFound, ValidationFailed
 from libs.events import Event
@@ -21,14 +21,11 @@ from services.webhooks import catalog, signing
 from services.webhooks import commands as c
 from services.webhooks import decider as d
 from services.webhooks.courier import SECRET_PURPOSE
-from services.webhooks.events import CODECS, DELIVERIES, ENDPOINTS, WebhookCreated
+from services.webhooks.events import DELIVERIES, ENDPOINTS, WebhookCreated
 from services.webhooks.fanout import DELIVERIES as DELIVERY_KIND
-from services.webhooks.fanout import delivery_id_for, schedule
+from services.webhooks.fanout import WEBHOOKS, delivery_id_for, schedule
 from services.webhooks.payloads import PublicEvent
-from services.webhooks.replay import Replayer
 from services.webhooks.ssrf import AddressRefused, UnresolvableHost, guard_url
-
-WEBHOOKS = AggregateType("webhook", CODECS["webhook"], d.WebhookState(), d.evolve_webhook)
 
 
 class WebhookDeps:
@@ -38,7 +35,6 @@ class WebhookDeps:
         self,
         store: EventStore,
         box: SecretBox,
-        replayer: Replayer,
         *,
         allowed_networks: tuple[IPv4Network | IPv6Network, ...],
         rotation_grace: timedelta,
@@ -46,7 +42,6 @@ class WebhookDeps:
     ) -> None:
         self.store = store
         self.box = box
-        self.replayer = replayer
         self.allowed_networks = allowed_networks
         self.rotation_grace = rotation_grace
         self.clock = clock
@@ -208,7 +203,7 @@ async def redeliver(deps: WebhookDeps, cmd: c.Redeliver, ctx: CommandContext) ->
 
 
 async def replay(deps: WebhookDeps, cmd: c.Replay, ctx: CommandContext) -> Reply:
-    """Record the request, then re-send every matching event since `since` in the background."""
+    """Record the request; the replayer re-sends every matching event since `since`."""
     actor = ctx.caller()
     if cmd.since.tzinfo is None:
         raise ValidationFailed("give a time zone, e.g. 2026-01-01T00:00:00Z", "$.since")
@@ -218,6 +213,5 @@ async def replay(deps: WebhookDeps, cmd: c.Replay, ctx: CommandContext) -> Reply
     reply = await _update(
         deps, ctx, cmd.webhook_id, lambda s: d.decide_replay(s, actor, replay_id, cmd.since)
     )
-    state, _ = await load_state(deps.store, WEBHOOKS, cmd.webhook_id)
-    deps.replayer.start(replay_id, state, cmd.since)
+    # The replayer carries it out from the event: a crash mid-way does not lose it.
     return Reply(result=c.Accepted(id=replay_id), position=reply.position)

@@ -68,11 +68,10 @@ async def run(
         await sender.start()
         stack.push_async_callback(sender.close)
         replayer = Replayer(store)
-        stack.push_async_callback(replayer.stop)
+        await replayer.prepare()
         deps = WebhookDeps(
             store,
             SecretBox(settings.secret_key),
-            replayer,
             allowed_networks=allowed,
             rotation_grace=timedelta(seconds=settings.webhook_rotation_grace_seconds),
             clock=lambda: datetime.now(UTC),
@@ -96,6 +95,7 @@ async def run(
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(Dispatcher(store, directory, courier).run(stop)),
             asyncio.create_task(worker.run(stop)),
+            asyncio.create_task(replayer.run(stop)),
         ]
         if settings.run_projection:
             runners = [

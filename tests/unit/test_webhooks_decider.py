@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 
+import msgspec
 import pytest
 
 from libs.errors import NotFound
@@ -261,3 +262,22 @@ def test_a_scheduled_delivery_without_a_first_attempt_still_decodes_as_before() 
     event = codec.decode(old, "delivery.scheduled", 1)
     assert isinstance(event, DeliveryScheduled) and event.first_attempt is None
     assert delivery(event).status == d.PENDING
+
+
+def test_a_replay_requeues_a_delivery_once_however_often_it_is_resumed() -> None:
+    [attempted] = d.decide_outcome(
+        delivery(SCHEDULED), d.Outcome(attempted_at=T0, status_code=200), SCHEDULE, jitter=0
+    )
+    done = delivery(SCHEDULED, attempted)
+    [requeued] = d.decide_requeue(done, "replay rpl_1", once=True)
+    again = d.evolve_delivery(delivery(SCHEDULED, attempted, requeued), attempted)
+    assert again.reason == "replay rpl_1"
+    assert d.decide_requeue(again, "replay rpl_1", once=True) == []
+    # Another replay, or a redeliver, sends it again.
+    assert d.decide_requeue(again, "replay rpl_2", once=True) == [
+        DeliveryRequeued(reason="replay rpl_2")
+    ]
+    assert d.decide_requeue(again, "redeliver") == [DeliveryRequeued(reason="redeliver")]
+    # A delivery a replay created is not requeued by that same replay.
+    created = msgspec.structs.replace(SCHEDULED, reason="replay rpl_1", first_attempt=attempted)
+    assert d.decide_requeue(delivery(created), "replay rpl_1", once=True) == []

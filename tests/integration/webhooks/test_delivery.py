@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -125,8 +127,13 @@ async def test_410_disables_the_endpoint_and_announces_it(
     announced = await watcher.wait_for(lambda r: len(r) >= 1)
     assert announced[0].payload["type"] == "webhook.endpoint_disabled"
     assert announced[0].payload["data"]["webhook_id"] == hook["id"]
-    resp = await hooks.client.get(f"/v1/webhooks/{hook['id']}", headers=hooks.auth())
-    state = await resp.json()
+    # The announcement can outrun the endpoints read model by a few milliseconds.
+    for _ in range(100):
+        resp = await hooks.client.get(f"/v1/webhooks/{hook['id']}", headers=hooks.auth())
+        state = await resp.json()
+        if state["active"] is False:
+            break
+        await asyncio.sleep(0.05)
     assert state["active"] is False
     assert "410" in state["disabled_reason"]
     delivery = await until_delivery(hooks, hook["id"], lambda d: d["status"] == "abandoned")
