@@ -40,9 +40,7 @@ from services.webhooks.directory import Directory
 from services.webhooks.events import (
     CODECS,
     DELIVERIES,
-    DeliveryAttempted,
     DeliveryExhausted,
-    DeliveryScheduled,
 )
 from services.webhooks.fanout import DELIVERIES as DELIVERY_KIND
 from services.webhooks.fanout import receivers, schedule
@@ -51,6 +49,21 @@ from services.webhooks.payloads import translate
 log = structlog.get_logger("webhooks.delivery")
 
 DURABLE = "webhooks_delivery"
+
+
+class _Due(msgspec.Struct):
+    """Of an attempt, only what routing needs: when the next one is due."""
+
+    next_attempt_at: datetime | None = None
+
+
+class _Scheduled(msgspec.Struct):
+    first_attempt: _Due | None = None
+
+
+# Routing reads every delivery event; these skip the body and everything else.
+_SCHEDULED = msgspec.json.Decoder(_Scheduled)
+_ATTEMPTED = msgspec.json.Decoder(_Due)
 
 
 class DeliveryWorker:
@@ -114,21 +127,21 @@ class DeliveryWorker:
     async def _route(self, msg: Msg) -> None:
         """Decide quickly what a message needs; anything slow runs in a task of its own."""
         kind = (msg.headers or {}).get(H_EVENT_TYPE, "")
-        attempted: DeliveryAttempted | None = None
+        due: _Due | None = None
         if kind == "delivery.scheduled":
-            attempted = msgspec.json.decode(msg.data, type=DeliveryScheduled).first_attempt
-            if attempted is None:
+            due = _SCHEDULED.decode(msg.data).first_attempt
+            if due is None:  # no attempt yet: make the first
                 self._spawn(self._guarded(self._attempt, msg))
                 return
         elif kind == "delivery.attempted":
-            attempted = msgspec.json.decode(msg.data, type=DeliveryAttempted)
+            due = _ATTEMPTED.decode(msg.data)
         if kind == "delivery.requeued":
             self._spawn(self._guarded(self._attempt, msg))
-        elif attempted is not None:
-            if attempted.next_attempt_at is None:
+        elif due is not None:
+            if due.next_attempt_at is None:
                 await msg.ack()
                 return
-            wait = (attempted.next_attempt_at - datetime.now(UTC)).total_seconds()
+            wait = (due.next_attempt_at - datetime.now(UTC)).total_seconds()
             if wait > 0.001:
                 await msg.nak(delay=wait)
                 return
