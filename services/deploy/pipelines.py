@@ -1,7 +1,7 @@
 """Pipeline commands (the platform API): create, change, delete and run a pipeline.
 
 A pipeline is named ordered steps for a service; a run is a deployment of the
-service whose steps run after the build (handlers.py creates and queues it).
+service whose steps run after the build (handlers/deployments.py creates and queues it).
 """
 
 from __future__ import annotations
