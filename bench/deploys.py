@@ -242,7 +242,7 @@ def make_repo(path: Path) -> Path:
 
 
 def _app_env(cwd: Path, port: int) -> dict[str, str]:
-    # What the agent gives an instance (services/deploy/agent.py _base_env), and PORT.
+    # What the agent gives an instance (services/deploy/routes.py base_env), and PORT.
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(cwd),

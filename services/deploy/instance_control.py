@@ -14,7 +14,7 @@ import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import nats.errors
@@ -25,9 +25,8 @@ from libs.errors import DomainError
 from services.deploy import instance_state
 from services.deploy.health import free_port, health_url, wait_healthy
 from services.deploy.instances import InstanceSpec
-
-if TYPE_CHECKING:
-    from services.deploy.agent import Agent, Route
+from services.deploy.routes import Route
+from services.deploy.routing import Routing
 
 log = structlog.get_logger("agent")
 
@@ -41,65 +40,65 @@ class _Request(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_Request)
 
 
-def requested(agent: Agent, msg: Msg) -> Coroutine[Any, Any, None] | None:
+def requested(routing: Routing, msg: Msg) -> Coroutine[Any, Any, None] | None:
     """What to do about the event in `msg`: None unless this agent runs the instance."""
     service_id = msg.subject.rsplit(".", 1)[1]
     request = _decoder.decode(msg.data)
     key = f"{service_id}:{request.environment_id}"
-    route = agent.routes.get(key)
+    route = routing.routes.get(key)
     if route is None or request.instance_id not in route.instances:
         return None
-    return act(agent, key, request.instance_id, request.action)
+    return act(routing, key, request.instance_id, request.action)
 
 
-async def act(agent: Agent, key: str, instance_id: str, action: str) -> None:
-    async with agent.lock(key):
+async def act(routing: Routing, key: str, instance_id: str, action: str) -> None:
+    async with routing.lock(key):
         try:
             if action in ("stop", "restart", "remove"):
-                await _stop(agent, key, instance_id)
+                await _stop(routing, key, instance_id)
             if action in ("start", "restart"):
-                await _start(agent, key, instance_id)
+                await _start(routing, key, instance_id)
             elif action == "remove":
-                await _forget(agent, key, instance_id)
+                await _forget(routing, key, instance_id)
         except (OSError, nats.errors.Error, DomainError) as exc:
             log.warning(
                 "instance_control_failed", instance=instance_id, action=action, error=str(exc)
             )
 
 
-async def _stop(agent: Agent, key: str, instance_id: str) -> None:
-    route = agent.routes.get(key)
+async def _stop(routing: Routing, key: str, instance_id: str) -> None:
+    route = routing.routes.get(key)
     if route is None or instance_id not in route.instances:
         return
     if instance_id in route.stopped_instances:
         return
     port = route.ports[route.instances.index(instance_id)]
-    instance = agent.supervisor.get(instance_id)
+    instance = routing.supervisor.get(instance_id)
     started_at = instance.started_at if instance else time.time()
     restarts = instance.restarts if instance else 0
     stopped = msgspec.structs.replace(
         route, stopped_instances=[*route.stopped_instances, instance_id]
     )
     # Traffic first: to another running instance, or none (503); then drain.
-    proxy = agent.proxies.get(key)
+    proxy = routing.proxies.get(key)
     if proxy is not None and proxy.upstream == port:
         proxy.set_upstream(stopped.serving_port())
-        await proxy.drain(port, timeout=agent.settings.drain_seconds)
-    await agent.supervisor.stop(instance_id)
-    agent.routes[key] = stopped
-    agent.save_routes()
-    await _report_stopped(agent, stopped, key, instance_id, port, started_at, restarts)
+        await proxy.drain(port, timeout=routing.settings.drain_seconds)
+    await routing.supervisor.stop(instance_id)
+    routing.routes[key] = stopped
+    routing.save_routes()
+    await _report_stopped(routing, stopped, key, instance_id, port, started_at, restarts)
     log.info("instance_stopped", route=key, instance=instance_id)
 
 
-async def _start(agent: Agent, key: str, instance_id: str) -> None:
-    route = agent.routes.get(key)
+async def _start(routing: Routing, key: str, instance_id: str) -> None:
+    route = routing.routes.get(key)
     if route is None or instance_id not in route.stopped_instances or not route.argv:
         return  # running already, or gone
-    env = await agent.service_env(route.service_id)
+    env = await routing.deploy.service_env(route.service_id)
     port = free_port()
-    agent.note_instance(instance_id, key)
-    await agent.supervisor.start(
+    routing.note_instance(instance_id, key)
+    await routing.supervisor.start(
         InstanceSpec(
             instance_id=instance_id,
             release_id=route.release_id or "",
@@ -110,8 +109,8 @@ async def _start(agent: Agent, key: str, instance_id: str) -> None:
         )
     )
     url = health_url(port, route.health_check_path)
-    if not await wait_healthy(url, timeout=agent.settings.health_timeout_seconds):
-        await agent.supervisor.stop(instance_id)
+    if not await wait_healthy(url, timeout=routing.settings.health_timeout_seconds):
+        await routing.supervisor.stop(instance_id)
         log.warning("instance_start_unhealthy", route=key, instance=instance_id)
         return  # it stays stopped
     ports = list(route.ports)
@@ -122,22 +121,22 @@ async def _start(agent: Agent, key: str, instance_id: str) -> None:
         stopped_instances=[i for i in route.stopped_instances if i != instance_id],
         stopped=False,
     )
-    agent.routes[key] = started
-    agent.save_routes()
-    proxy = await agent.proxies.ensure(key, route.listen_port)
+    routing.routes[key] = started
+    routing.save_routes()
+    proxy = await routing.proxies.ensure(key, route.listen_port)
     if proxy.upstream is None:
         proxy.set_upstream(port)
-    await agent.report_instances()
+    await routing.report_instances()
     log.info("instance_started", route=key, instance=instance_id, port=port)
 
 
-async def _forget(agent: Agent, key: str, instance_id: str) -> None:
-    route = agent.routes.get(key)
+async def _forget(routing: Routing, key: str, instance_id: str) -> None:
+    route = routing.routes.get(key)
     if route is None or instance_id not in route.instances:
         return
     index = route.instances.index(instance_id)
     instances = [i for i in route.instances if i != instance_id]
-    agent.routes[key] = msgspec.structs.replace(
+    routing.routes[key] = msgspec.structs.replace(
         route,
         instances=instances,
         ports=[p for n, p in enumerate(route.ports) if n != index],
@@ -145,15 +144,15 @@ async def _forget(agent: Agent, key: str, instance_id: str) -> None:
         # Nothing left: a stopped service, which a start brings back.
         stopped=route.stopped or not instances,
     )
-    agent.save_routes()
-    if agent.reports is not None:
+    routing.save_routes()
+    if routing.reports is not None:
         service_id, environment_id = key.split(":", 1)
-        await instance_state.remove(agent.reports, f"{service_id}.{environment_id}.{instance_id}")
+        await instance_state.remove(routing.reports, f"{service_id}.{environment_id}.{instance_id}")
     log.info("instance_removed", route=key, instance=instance_id)
 
 
 async def _report_stopped(
-    agent: Agent,
+    routing: Routing,
     route: Route,
     key: str,
     instance_id: str,
@@ -162,20 +161,20 @@ async def _report_stopped(
     restarts: int,
 ) -> None:
     # Published once: the agent's periodic reports cover running instances only.
-    if agent.reports is None:
+    if routing.reports is None:
         return
     service_id, environment_id = key.split(":", 1)
     await instance_state.publish(
-        agent.reports,
+        routing.reports,
         instance_state.InstanceReport(
             instance_id=instance_id,
             service_id=service_id,
             environment_id=environment_id,
             release_id=route.release_id or "",
-            agent_id=agent.agent_id,
+            agent_id=routing.agent_id,
             pid=0,
             port=port,
-            address=f"http://{agent.settings.proxy_host}:{route.listen_port}",
+            address=f"http://{routing.settings.proxy_host}:{route.listen_port}",
             status="stopped",
             started_at=datetime.fromtimestamp(started_at, UTC),
             uptime_seconds=0.0,
