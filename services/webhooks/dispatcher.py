@@ -96,6 +96,10 @@ class Dispatcher:
         finally:
             for task in tasks:
                 task.cancel()
+        # Prompt attempts under way finish and are recorded before the connections close;
+        # one that does not finish in time is redelivered to whoever runs next.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
 
     async def _follow(
         self, spec: StreamSpec, codecs: dict[str, EventCodec[Event]], stop: asyncio.Event

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 
 from libs.eventstore import EventStore
@@ -79,3 +81,21 @@ async def test_a_failing_endpoint_gets_its_new_deliveries_from_the_worker(
     scheduled, *attempts = await _history(hooks, handed["id"])
     assert isinstance(scheduled, DeliveryScheduled) and scheduled.first_attempt is None
     assert attempts and all(isinstance(a, DeliveryAttempted) for a in attempts)
+
+
+async def test_a_graceful_stop_lets_a_prompt_attempt_finish_and_be_recorded(
+    stack: Stack, receivers: Receivers
+) -> None:
+    stop = await stack.start_webhooks()
+    task = stack._tasks[-1]
+    receiver = await receivers(lambda _: (200, {}, 2.5))  # answers slowly
+    hook = await create_webhook(stack, receiver.url, ["project.created"])
+    await create_project(stack, "In flight at the stop")
+    await receiver.wait_for(lambda r: len(r) >= 1)
+    stop.set()  # while the receiver is still answering
+    await task
+    await stack.start_webhooks()
+    delivery = await until_delivery(stack, hook["id"], lambda d: d["status"] == "succeeded")
+    assert [a["status_code"] for a in delivery["attempts"]] == [200]
+    await asyncio.sleep(1.5)  # a redelivered event would be attempted again by now
+    assert len(receiver.requests) == 1
