@@ -115,7 +115,9 @@ class Replayer:
             event = CODECS["webhook"].decode(msg.data, meta.event_type, meta.schema_version)
             assert isinstance(event, WebhookReplayRequested)
             hook, _ = await load_state(self.store, WEBHOOKS, meta.aggregate_id)
-            await self.replay(event.replay_id, hook, event.since, until=meta.occurred_at)
+            # Up to when the request was stored, by the same (server) clock as the events.
+            until = msg.metadata.timestamp
+            await self.replay(event.replay_id, hook, event.since, until=until)
             await msg.ack()
         except Exception:
             # Unacknowledged: handed out again after ACK_WAIT, and resumed.
