@@ -41,6 +41,11 @@ LINE_SECONDS = 20.0
 # than this (the event it holds is unacknowledged meanwhile); otherwise it hands
 # the delivery to the worker.
 PROMPT_LINE_SECONDS = 5.0
+# ...and it waits for a slot this long at most: an endpoint that hangs all of a
+# sudden (its speed estimate still fast) cannot keep the dispatcher's events.
+PROMPT_WAIT_SECONDS = 1.0
+# A lane whose every slot is held by an attempt older than this is stalled.
+STALL_SECONDS = 1.0
 
 
 class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +71,8 @@ class Lane:
         # Whether the last attempt failed: a failing endpoint gets no prompt attempts.
         self.failing = False
         self._next_start = 0.0
+        # When each attempt under way started (monotonic), by its own token.
+        self._running: dict[object, float] = {}
 
     def _per_second(self) -> float:
         per_second = self.concurrency / max(self.latency, 0.001)
@@ -83,9 +90,16 @@ class Lane:
         return self.waiting >= self.capacity
 
     @property
+    def stalled(self) -> bool:
+        """Every slot is held, by attempts that all started over STALL_SECONDS ago."""
+        if len(self._running) < self.concurrency:
+            return False
+        return time.monotonic() - max(self._running.values()) > STALL_SECONDS
+
+    @property
     def prompt(self) -> bool:
         """Whether an attempt started now would begin within PROMPT_LINE_SECONDS."""
-        if self.failing:
+        if self.failing or self.stalled:
             return False
         return self.waiting < max(self.concurrency, self._per_second() * PROMPT_LINE_SECONDS)
 
@@ -93,10 +107,17 @@ class Lane:
         self.latency = 0.8 * self.latency + 0.2 * seconds
         self.failing = not succeeded
 
-    async def __aenter__(self) -> None:
+    async def enter(self, wait: float | None = None) -> object | None:
+        """Take a slot (waiting `wait` seconds at most; None: as long as it takes) and
+        keep to the rate limit; a token for `leave`, or None if no slot came in time."""
         self.waiting += 1
         try:
-            await self.slots.acquire()
+            if wait is None:
+                await self.slots.acquire()
+            else:
+                await asyncio.wait_for(self.slots.acquire(), wait)
+        except TimeoutError:
+            return None
         finally:
             self.waiting -= 1
         if self.rate_limit:
@@ -104,9 +125,17 @@ class Lane:
             start = max(now, self._next_start)
             self._next_start = start + 1.0 / self.rate_limit
             if start > now:
-                await asyncio.sleep(start - now)
+                try:
+                    await asyncio.sleep(start - now)
+                except BaseException:
+                    self.slots.release()  # cancelled while pacing: the slot was never used
+                    raise
+        token = object()
+        self._running[token] = time.monotonic()
+        return token
 
-    async def __aexit__(self, *_: object) -> None:
+    def leave(self, token: object) -> None:
+        del self._running[token]
         self.slots.release()
 
 
@@ -143,9 +172,22 @@ class Courier:
     async def send(self, hook: d.WebhookState, delivery_id: str, body: str) -> d.Outcome:
         """One attempt in the endpoint's lane (waiting for a slot), signed at the moment
         it starts; the lane learns the endpoint's speed from it."""
+        outcome = await self.send_within(hook, delivery_id, body, None)
+        assert outcome is not None
+        return outcome
+
+    async def send_within(
+        self, hook: d.WebhookState, delivery_id: str, body: str, wait: float | None
+    ) -> d.Outcome | None:
+        """As `send`, if a slot comes within `wait` seconds; None if not (nothing sent)."""
         lane = self.lane(hook)
-        async with lane:
+        token = await lane.enter(wait)
+        if token is None:
+            return None
+        try:
             outcome = await self._post(hook, delivery_id, body)
+        finally:
+            lane.leave(token)
         lane.observe(outcome.latency_ms / 1000, outcome.succeeded)
         return outcome
 

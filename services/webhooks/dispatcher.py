@@ -34,7 +34,7 @@ from libs.eventstore import ConcurrencyError, EventStore, StreamSpec
 from services.deploy import events as deploy
 from services.webhooks import decider as d
 from services.webhooks import events as hooks
-from services.webhooks.courier import Courier
+from services.webhooks.courier import PROMPT_WAIT_SECONDS, Courier
 from services.webhooks.directory import Directory
 from services.webhooks.fanout import (
     Translator,
@@ -145,8 +145,8 @@ class Dispatcher:
             if not msgs:
                 continue
             await self.directory.sync()
-            # The next batch is fetched while this one's appends are in flight: each
-            # message is acknowledged as soon as its own deliveries are scheduled.
+            # The next batch is fetched while this one is under way: each message is
+            # acknowledged as soon as its own deliveries are recorded.
             for msg in msgs:
                 await self._in_flight.acquire()
                 task = asyncio.create_task(self._dispatch(msg, codecs))
@@ -176,7 +176,12 @@ class Dispatcher:
             await schedule(self.store, hook, public)
             return
         scheduled = scheduled_for(hook, public)
-        outcome = await self.courier.send(hook, scheduled.delivery_id, scheduled.body)
+        outcome = await self.courier.send_within(
+            hook, scheduled.delivery_id, scheduled.body, PROMPT_WAIT_SECONDS
+        )
+        if outcome is None:  # the lane is busier than it looked: the worker's job
+            await schedule(self.store, hook, public)
+            return
         events = d.decide_prompt(
             scheduled,
             outcome,

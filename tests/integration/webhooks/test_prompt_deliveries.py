@@ -13,6 +13,7 @@ from tests.integration.webhooks.conftest import (
     Receivers,
     create_project,
     create_webhook,
+    deliveries,
     until_delivery,
 )
 
@@ -99,3 +100,30 @@ async def test_a_graceful_stop_lets_a_prompt_attempt_finish_and_be_recorded(
     assert [a["status_code"] for a in delivery["attempts"]] == [200]
     await asyncio.sleep(1.5)  # a redelivered event would be attempted again by now
     assert len(receiver.requests) == 1
+
+
+async def test_an_endpoint_that_hangs_all_of_a_sudden_does_not_keep_its_events(
+    stack: Stack, receivers: Receivers
+) -> None:
+    await stack.start_webhooks(webhook_timeout_seconds=20, webhook_retry_schedule="0,30")
+    # Fast for five requests, then every answer takes 20 s: its lane still looks fast.
+    hanging = await receivers(lambda n: (200, {}, 0.0 if n < 5 else 20.0))
+    hook = await create_webhook(stack, hanging.url, ["project.created"])
+    for i in range(5):
+        await create_project(stack, f"Fine {i}")
+    await hanging.wait_for(lambda r: len(r) >= 5)
+    for i in range(30):
+        await create_project(stack, f"Hung {i}")
+    # The 8 attempts under way hang; every other event is recorded for the worker
+    # within about a second, instead of waiting in the lane behind them for minutes.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    recorded: list[dict[str, object]] = []
+    while loop.time() < deadline:
+        recorded = await deliveries(stack, hook["id"], limit="100")
+        if len(recorded) >= 35 - 8:
+            break
+        await asyncio.sleep(0.1)
+    assert len(recorded) >= 35 - 8, len(recorded)
+    waiting = [d for d in recorded if d["status"] == "pending"]
+    assert len(waiting) >= 30 - 8
