@@ -140,20 +140,7 @@ class DeliveryProjection(Projection):
         )
         match event:
             case DeliveryScheduled():
-                await conn.execute(
-                    "INSERT INTO deliveries (id, webhook_id, organization_id, event_id,"
-                    " event_type, status, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$7)"
-                    " ON CONFLICT DO NOTHING",
-                    event.delivery_id,
-                    event.webhook_id,
-                    event.organization_id,
-                    event.event_id,
-                    event.event_type,
-                    PENDING,
-                    at,
-                )
-                if event.first_attempt is not None:
-                    await _attempted(conn, delivery_id, event.first_attempt, at)
+                await _insert_scheduled(conn, [recorded])  # type: ignore[list-item]
             case DeliveryAttempted():
                 await _attempted(conn, delivery_id, event, at)
             case DeliveryRequeued():
