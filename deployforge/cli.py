@@ -29,6 +29,20 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("DEPLOYFORGE_DATA_DIR", DEFAULT_DATA_DIR)),
     )
+    projections = sub.add_parser(
+        "projections", help="where each read model is; retry or skip a stalled one"
+    )
+    projections.add_argument("action", choices=("status", "retry", "skip"), nargs="?")
+    projections.add_argument("projection", nargs="?")
+    projections.add_argument(
+        "--seq", type=int, help="skip: the sequence (default: where it stalled)"
+    )
+    projections.add_argument("--reason", default="", help="skip: why, kept with the skip")
+    projections.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DEPLOYFORGE_DATA_DIR", DEFAULT_DATA_DIR)),
+    )
     sub.add_parser(
         "bootstrap", help="create the first administrator on the servers DEPLOYFORGE_* name"
     )
@@ -50,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         from deployforge.replay import run_replay
 
         return asyncio.run(run_replay(args.projection, args.data_dir))
+    if args.command == "projections":
+        from deployforge.projection_admin import run_projections
+
+        return asyncio.run(
+            run_projections(
+                args.action or "status", args.projection, args.seq, args.reason, args.data_dir
+            )
+        )
     if args.command == "bootstrap":
         from deployforge.up import bootstrap_admin
 

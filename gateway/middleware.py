@@ -3,6 +3,7 @@
 request_context  request id, trace span, structlog context, metrics, extra headers
 errors           every failure becomes the error envelope; never a stack trace
 authentication   credential -> Principal, the route's scope, per-credential rate limit
+stored_text      path segments, query parameters and stored headers hold storable text
 idempotency      `Idempotency-Key` on POST
 consistency      `X-Consistency-Token` on reads
 """
@@ -35,6 +36,7 @@ from libs.errors import (
 from libs.ids import new_id
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.principal import Principal
+from libs.text import check as check_text
 from libs.tracing import current_ids, extract_context
 
 log = structlog.get_logger("gateway")
@@ -208,6 +210,26 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
+# Headers whose values are stored (bodies are checked where they are decoded).
+STORED_HEADERS = ("Idempotency-Key",)
+
+
+@web.middleware
+async def stored_text(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse text no store can hold (libs.text) in the parts of a request that
+    are not a JSON body, naming the parameter: one check for every route."""
+    for name, value in request.match_info.items():
+        check_text(value, name, **{"in": "path"})
+    for name, value in request.query.items():
+        check_text(name, name, **{"in": "query"})
+        check_text(value, name, **{"in": "query"})
+    for name in STORED_HEADERS:
+        header = request.headers.get(name)
+        if header is not None:
+            check_text(header, name, **{"in": "header"})
+    return await handler(request)
+
+
 @web.middleware
 async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.headers.get("Idempotency-Key")
@@ -267,4 +289,4 @@ async def consistency(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-MIDDLEWARES = [request_context, errors, authentication, idempotency, consistency]
+MIDDLEWARES = [request_context, errors, authentication, stored_text, idempotency, consistency]

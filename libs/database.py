@@ -15,6 +15,26 @@ CREATE TABLE IF NOT EXISTS deployforge.projection_checkpoints (
     position   bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- A projection stopped at an event it cannot apply, until an operator acts.
+DO $$ BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns WHERE table_schema = 'deployforge'
+        AND table_name = 'projection_checkpoints' AND column_name = 'stalled_at'
+    ) THEN
+        ALTER TABLE deployforge.projection_checkpoints
+            ADD COLUMN stalled_at bigint,
+            ADD COLUMN stalled_error text,
+            ADD COLUMN stalled_since timestamptz;
+    END IF;
+END $$;
+-- Events an operator chose to pass over; replays pass over them too.
+CREATE TABLE IF NOT EXISTS deployforge.projection_skips (
+    projection text NOT NULL,
+    seq        bigint NOT NULL,
+    reason     text NOT NULL DEFAULT '',
+    skipped_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, seq)
+);
 """
 
 

@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 from nats.js.api import Header
 
+from libs.text import scrub_json
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every domain event. Subclasses set `tag=` and may bump `schema_version`."""
@@ -152,6 +154,9 @@ class EventCodec(Generic[E]):
         return self._encoder.encode(event)
 
     def decode(self, data: bytes, event_type: str, version: int) -> E:
+        # Events appended before input was checked at the door may hold text no
+        # read model can store; every reader sees it replaced the same way.
+        data = scrub_json(data)
         current = self._versions.get(event_type)
         if current is None or version >= current:
             return self._decoder.decode(data)

@@ -31,6 +31,7 @@ from libs.events import (
 )
 from libs.ids import new_id
 from libs.metrics import EVENTS_APPENDED
+from libs.text import check_json
 
 E = TypeVar("E", bound=Event)
 
@@ -131,7 +132,13 @@ class EventStore:
         expected = expected_version
         ids = list(event_ids) if event_ids is not None else [new_id("evt") for _ in events]
         now = utcnow()
-        for event, event_id in zip(events, ids, strict=True):
+        bodies = [msgspec.json.encode(event) for event in events]
+        for data in bodies:
+            # The last line of defence, before the first append: inputs are checked
+            # where they are decoded, but an event with text no read model can hold
+            # would stay forever.
+            check_json(data)
+        for event, event_id, data in zip(events, ids, bodies, strict=True):
             meta = EventMeta(
                 event_id=event_id,
                 event_type=event_type(event),
@@ -148,9 +155,7 @@ class EventStore:
             headers = meta_to_headers(meta)
             headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(expected)
             try:
-                ack = await self.js.publish(
-                    subject, msgspec.json.encode(event), timeout=self.timeout, headers=headers
-                )
+                ack = await self.js.publish(subject, data, timeout=self.timeout, headers=headers)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     raise ConcurrencyError(

@@ -28,6 +28,7 @@ from libs.errors import (
     DomainError,
     ErrorCode,
     ServiceUnavailable,
+    ValidationFailed,
     error_from_code,
     validation_field,
     validation_message,
@@ -36,6 +37,7 @@ from libs.events import EventContext
 from libs.metrics import COMMANDS
 from libs.principal import Principal
 from libs.settings import CoreSettings
+from libs.text import check_json
 from libs.tracing import extract_context, inject_headers
 
 log = structlog.get_logger("messaging")
@@ -198,7 +200,10 @@ def _wrap(
             f"{service}.{name}", context=extract_context(headers), kind=trace.SpanKind.SERVER
         ):
             try:
-                command = endpoint.decoder.decode(req.data)
+                # Commands that never passed the gateway (agents, scripts) meet the
+                # same rule before anything is appended: events are forever.
+                check_json(req.data)
+                command = _decode(endpoint, req.data)
                 principal_raw = headers.get(H_PRINCIPAL)
                 ctx = CommandContext(
                     principal=_principal_decoder.decode(principal_raw) if principal_raw else None,
@@ -226,6 +231,15 @@ def _wrap(
             await req.respond(_encoder.encode(reply.result), headers=out)
 
     return handle
+
+
+def _decode(endpoint: Endpoint[C], data: bytes) -> C:
+    try:
+        return endpoint.decoder.decode(data)
+    except msgspec.ValidationError:
+        raise
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(f"malformed command: {exc}", "$", status=400) from None
 
 
 def _field_of(exc: msgspec.ValidationError) -> dict[str, Any]:

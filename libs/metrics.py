@@ -7,13 +7,23 @@ The gateway serves them at `/metrics`; a service serves them on its own
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 COMMANDS = Counter(
     "deployforge_commands_total", "Commands handled", ["service", "command", "outcome"]
 )
 EVENTS_APPENDED = Counter("deployforge_events_appended_total", "Events appended", ["aggregate"])
 PROJECTED = Counter("deployforge_events_projected_total", "Events applied", ["projection"])
+PROJECTION_STALLED = Gauge(
+    "deployforge_projection_stalled_sequence",
+    "Stream sequence of the event a projection is stopped at (0 while it runs)",
+    ["projection"],
+)
+PROJECTION_RETRIES = Counter(
+    "deployforge_projection_retries_total",
+    "Transient failures after which a projection runner retried",
+    ["projection"],
+)
 WEBHOOK_ATTEMPTS = Counter(
     "deployforge_webhook_attempts_total", "Webhook delivery attempts", ["outcome"]
 )

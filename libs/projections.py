@@ -10,6 +10,15 @@ advisory lock and the others stand by until it is released. The active runner
 recreates its durable consumer at checkpoint + 1 when it takes over, so
 messages a dead runner left unacked are never applied out of order.
 
+A projection never spins on an event. Transient failures (connections,
+timeouts) are retried with backoff, quietly. An event that fails twice in a
+row on its own stops the projection at that sequence: one error line, the
+`deployforge_projection_stalled_sequence` gauge, and the checkpoint row's
+`stalled_at`, which the gateway's `/readyz` reports, until an operator clears
+it (`deployforge projections retry|skip`, docs/operations.md). Events an
+operator skipped are skipped by replays too, so a replayed model equals the
+live one.
+
 Tables are referred to unqualified; the runner sets `search_path` to the
 projection's schema, which is how `replay` builds a fresh copy beside the live
 one and swaps it in.
@@ -31,10 +40,11 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 
+from libs.consumers import pull
 from libs.database import connect, ensure_core_schema
 from libs.events import Event, EventCodec, Recorded, meta_from_headers
 from libs.eventstore import EventStore, StreamSpec
-from libs.metrics import PROJECTED
+from libs.metrics import PROJECTED, PROJECTION_RETRIES, PROJECTION_STALLED
 from libs.tracing import extract_context
 
 log = structlog.get_logger("projection")
@@ -102,13 +112,17 @@ async def apply_batch(
     namespace: str,
     *,
     position: int,
+    skips: frozenset[int] = frozenset(),
 ) -> int:
     """Apply the events after `position` in the open transaction, whose search_path
-    is already `schema`; the new position."""
+    is already `schema`, passing over the sequences in `skips`; the new position."""
     batch: list[Recorded[Event]] = []
     for msg in msgs:
         seq = msg.metadata.sequence.stream
         if seq <= position:
+            continue
+        if seq in skips:
+            position = seq
             continue
         recorded = decode(projection, msg, namespace)
         if recorded is not None:
@@ -145,9 +159,12 @@ async def _lock_checkpoint(conn: asyncpg.Connection, name: str, schema: str) -> 
 
 async def _save_checkpoint(conn: asyncpg.Connection, name: str, position: int) -> None:
     # Saved and announced in one round trip; the NOTIFY is delivered at commit.
+    # Progress means any stall (always at the next event) is behind us.
     await conn.execute(
         "WITH saved AS (UPDATE deployforge.projection_checkpoints "
-        "  SET position = $2, updated_at = now() WHERE projection = $1 RETURNING position) "
+        "  SET position = $2, updated_at = now(), "
+        "      stalled_at = NULL, stalled_error = NULL, stalled_since = NULL "
+        "  WHERE projection = $1 RETURNING position) "
         "SELECT pg_notify($3, $1 || ':' || position) FROM saved",
         name,
         position,
@@ -163,6 +180,34 @@ async def checkpoint(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> int:
     return int(value or 0)
 
 
+async def skipped(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> frozenset[int]:
+    """The sequences an operator chose to pass over in projection `name`."""
+    rows = await conn.fetch(
+        "SELECT seq FROM deployforge.projection_skips WHERE projection = $1", name
+    )
+    return frozenset(int(row["seq"]) for row in rows)
+
+
+# Failures that say nothing about the event being applied: retry with backoff.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # connections, and the builtin TimeoutError
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, query cancelled
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,  # serialization failure, deadlock
+    nats.errors.Error,
+)
+MAX_BACKOFF = 30.0
+
+
+def describe(exc: BaseException) -> str:
+    """An error for logs and the checkpoint row: its class and SQLSTATE, never its
+    message, which may quote the value that failed."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} ({sqlstate})" if sqlstate else type(exc).__name__
+
+
 class ProjectionRunner:
     """Keeps one projection's read model up to date while this replica holds its lock."""
 
@@ -175,6 +220,7 @@ class ProjectionRunner:
         batch: int = 256,
         fetch_timeout: float = 1.0,
         standby_interval: float = 1.0,
+        stall_poll: float = 5.0,
     ) -> None:
         self.projection = projection
         self.dsn = dsn
@@ -182,7 +228,11 @@ class ProjectionRunner:
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.standby_interval = standby_interval
+        self.stall_poll = stall_poll
         self.position = 0
+        # The sequence this runner is stopped at, while it is.
+        self.stalled: int | None = None
+        self.skips: frozenset[int] = frozenset()
         self.leading = asyncio.Event()
         store.register(projection.spec)
 
@@ -196,21 +246,26 @@ class ProjectionRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Lead when possible, stand by otherwise, until `stop` is set."""
+        failures = 0
         while not stop.is_set():
             try:
                 await self._run_once(stop)
-            except (OSError, asyncpg.PostgresError, nats.errors.Error) as exc:
-                log.warning(
-                    "projection_restarting", projection=self.projection.name, error=repr(exc)
+            except TRANSIENT_ERRORS as exc:
+                PROJECTION_RETRIES.labels(self.projection.name).inc()
+                log.info(
+                    "projection_retrying", projection=self.projection.name, error=describe(exc)
                 )
             except Exception:
-                # A read model that silently stops is worse than one that retries: log
-                # it loudly and start again from the checkpoint.
+                # Not an event (those stall, see _lead): setup failed. Say so loudly,
+                # but back off rather than spin.
                 log.exception("projection_failed", projection=self.projection.name)
             else:
+                failures = 0
                 continue
             self.leading.clear()
-            await _sleep_or_stop(stop, self.standby_interval)
+            delay = min(MAX_BACKOFF, self.standby_interval * 2**failures)
+            failures += 1
+            await _sleep_or_stop(stop, delay)
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         conn = await connect(self.dsn)
@@ -245,6 +300,7 @@ class ProjectionRunner:
 
     async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         self.position = await self._prepare(conn)
+        self.skips = await skipped(conn, self.projection.name)
         js = self.store.js
         try:
             await js.delete_consumer(self.stream, self.durable)
@@ -266,35 +322,92 @@ class ProjectionRunner:
         self.leading.set()
         try:
             while not stop.is_set():
+                msgs = await pull(sub, self.batch, self.fetch_timeout)
+                if not msgs:  # idle: the normal case
+                    continue
                 try:
-                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
-                    continue
-                if not msgs:  # an expired pull request after idle time: no error, no messages
-                    continue
-                async with conn.transaction():
-                    position = await _lock_checkpoint(
-                        conn, self.projection.name, self.projection.schema
-                    )
-                    new = await apply_batch(
-                        conn,
-                        self.projection,
-                        self.projection.schema,
-                        msgs,
-                        self.store.namespace,
-                        position=position,
-                    )
-                    if new > position:
-                        await _save_checkpoint(conn, self.projection.name, new)
-                if new > position:
-                    PROJECTED.labels(self.projection.name).inc(
-                        sum(1 for m in msgs if m.metadata.sequence.stream > position)
-                    )
-                self.position = max(new, position)
+                    await self._apply(conn, msgs)
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception:
+                    # Some event in the batch cannot be applied: find it, one at a time.
+                    if await self._isolate(conn, msgs, stop):
+                        return  # stalled, then cleared: lead again from the checkpoint
                 # AckPolicy.ALL: acking the last message acks the whole batch.
                 await msgs[-1].ack()
         finally:
             await sub.unsubscribe()
+
+    async def _apply(self, conn: asyncpg.Connection, msgs: Sequence[Msg]) -> None:
+        """Apply `msgs` and save the checkpoint in one transaction."""
+        async with conn.transaction():
+            position = await _lock_checkpoint(conn, self.projection.name, self.projection.schema)
+            new = await apply_batch(
+                conn,
+                self.projection,
+                self.projection.schema,
+                msgs,
+                self.store.namespace,
+                position=position,
+                skips=self.skips,
+            )
+            if new > position:
+                await _save_checkpoint(conn, self.projection.name, new)
+        if new > position:
+            PROJECTED.labels(self.projection.name).inc(
+                sum(1 for m in msgs if m.metadata.sequence.stream > position)
+            )
+        self.position = max(new, position)
+
+    async def _isolate(
+        self, conn: asyncpg.Connection, msgs: Sequence[Msg], stop: asyncio.Event
+    ) -> bool:
+        """Apply `msgs` one by one. An event that fails twice in a row stops the
+        projection there until an operator acts; True when that happened."""
+        for msg in msgs:
+            for attempt in (1, 2):
+                try:
+                    await self._apply(conn, [msg])
+                    break
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:
+                    if attempt == 2:
+                        await self._stall(conn, msg.metadata.sequence.stream, exc, stop)
+                        return True
+        return False
+
+    async def _stall(
+        self, conn: asyncpg.Connection, seq: int, exc: BaseException, stop: asyncio.Event
+    ) -> None:
+        """Stay stopped at `seq`, holding the lead (a standby would only fail the same
+        way), until the checkpoint row's `stalled_at` is cleared or `stop` is set."""
+        name = self.projection.name
+        error = describe(exc)
+        log.error("projection_stalled", projection=name, stream=self.stream, seq=seq, error=error)
+        self.stalled = seq
+        PROJECTION_STALLED.labels(name).set(seq)
+        await conn.execute(
+            "UPDATE deployforge.projection_checkpoints "
+            "SET stalled_at = $2, stalled_error = $3, stalled_since = now() WHERE projection = $1",
+            name,
+            seq,
+            error,
+        )
+        try:
+            while not stop.is_set():
+                await _sleep_or_stop(stop, self.stall_poll)
+                still = await conn.fetchval(
+                    "SELECT stalled_at FROM deployforge.projection_checkpoints "
+                    "WHERE projection = $1",
+                    name,
+                )
+                if still is None:
+                    log.info("projection_resuming", projection=name, seq=seq)
+                    return
+        finally:
+            self.stalled = None
+            PROJECTION_STALLED.labels(name).set(0)
 
     async def wait_for(self, position: int, timeout: float = 5.0) -> None:
         """Until this runner has applied `position` (tests and benchmarks)."""
@@ -330,6 +443,7 @@ async def replay(
     js = store.js
     try:
         await ensure_core_schema(conn)
+        skips = await skipped(conn, projection.name)
         await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(building)} CASCADE")
         async with conn.transaction():
             await create_tables(conn, projection, building)
@@ -353,18 +467,21 @@ async def replay(
         async def catch_up(target: int) -> None:
             nonlocal position, applied
             while position < target:
-                try:
-                    msgs = await sub.fetch(batch, timeout=1.0)
-                except nats.errors.TimeoutError:
+                msgs = await pull(sub, batch, 1.0)
+                if not msgs:
                     if await store.last_sequence(projection.spec.context) <= position:
                         return
-                    continue
-                if not msgs:
                     continue
                 async with conn.transaction():
                     await conn.execute(f"SET LOCAL search_path TO {_quote(building)}")
                     new = await apply_batch(
-                        conn, projection, building, msgs, store.namespace, position=position
+                        conn,
+                        projection,
+                        building,
+                        msgs,
+                        store.namespace,
+                        position=position,
+                        skips=skips,
                     )
                 applied += sum(1 for m in msgs if m.metadata.sequence.stream > position)
                 position = new
@@ -374,11 +491,17 @@ async def replay(
             await _ensure_checkpoint(conn, projection.name, stream)
             live = await _lock_checkpoint(conn, projection.name, building)
             while position < live:
-                msgs = await sub.fetch(batch, timeout=5.0)
+                msgs = await pull(sub, batch, 5.0)
                 if not msgs:
                     continue
                 new = await apply_batch(
-                    conn, projection, building, msgs, store.namespace, position=position
+                    conn,
+                    projection,
+                    building,
+                    msgs,
+                    store.namespace,
+                    position=position,
+                    skips=skips,
                 )
                 applied += sum(1 for m in msgs if m.metadata.sequence.stream > position)
                 position = new

@@ -29,7 +29,7 @@ async def healthz(_: web.Request) -> web.Response:
 
 @api.get(
     "/readyz",
-    summary="NATS, Postgres and every service answer",
+    summary="NATS, Postgres and every service answer, and no read model is stalled",
     scope=None,
     response=Readiness,
     rate_limited=False,
@@ -40,10 +40,19 @@ async def readyz(request: web.Request) -> web.Response:
     checks["nats"] = "ok" if nc.is_connected else "down"
     try:
         async with asyncio.timeout(1.0):
-            await request.app[keys.POOL].fetchval("SELECT 1")
+            stalled = await request.app[keys.POOL].fetch(
+                "SELECT projection, stream, stalled_at FROM deployforge.projection_checkpoints "
+                "WHERE stalled_at IS NOT NULL ORDER BY projection"
+            )
         checks["postgres"] = "ok"
     except (TimeoutError, OSError, Exception) as exc:  # any failure means not ready
         checks["postgres"] = f"down: {type(exc).__name__}"
+        stalled = []
+    # A read model stopped at an event it cannot apply serves ever staler data.
+    for row in stalled:
+        checks[f"projection:{row['projection']}"] = (
+            f"stalled at {row['stream']} sequence {row['stalled_at']}"
+        )
     bus = request.app[keys.BUS]
     answers = await asyncio.gather(*(bus.ping(name) for name in SERVICES))
     for name, ok in zip(SERVICES, answers, strict=True):

@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
+from libs.consumers import pull
 from libs.errors import DomainError
 from libs.events import H_EVENT_TYPE
 from libs.lifecycle import run_until_signalled
@@ -98,10 +99,7 @@ class Agent:
         try:
             while not stop.is_set():
                 await slots.acquire()
-                try:
-                    msgs = await sub.fetch(1, timeout=1.0)
-                except nats.errors.TimeoutError:
-                    msgs = []
+                msgs = await pull(sub, 1, 1.0)
                 if not msgs:  # also an expired pull request: no error, no messages
                     slots.release()
                     continue
