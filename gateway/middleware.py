@@ -36,7 +36,7 @@ from libs.errors import (
 from libs.ids import new_id
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.principal import Principal
-from libs.text import check as check_text
+from libs.storable import check as check_text
 from libs.tracing import current_ids, extract_context
 
 log = structlog.get_logger("gateway")
@@ -216,7 +216,7 @@ STORED_HEADERS = ("Idempotency-Key",)
 
 @web.middleware
 async def stored_text(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse text no store can hold (libs.text) in the parts of a request that
+    """Refuse text no store can hold (libs.storable) in the parts of a request that
     are not a JSON body, naming the parameter: one check for every route."""
     for name, value in request.match_info.items():
         check_text(value, name, **{"in": "path"})

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from libs import text
+from libs import storable
 from libs.errors import ValidationFailed, validation_field, validation_message
 
 T = TypeVar("T")
@@ -98,19 +98,23 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
         raise ValidationFailed(_message(exc), _field(exc)) from None
     except msgspec.DecodeError as exc:
         # A lone surrogate escape is well-formed JSON that msgspec refuses: name its field.
-        found = text.locate_in_malformed(raw)
+        found = storable.locate_in_malformed(raw)
         if found is not None:
             raise ValidationFailed(f"{found[0]} {found[1]}", found[0]) from None
         raise ValidationFailed(f"malformed JSON: {exc}", "$", status=400) from None
     except UnicodeDecodeError:
         raise ValidationFailed("the body is not valid UTF-8", "$", status=400) from None
-    text.check_json(raw)
+    except RecursionError:
+        raise ValidationFailed(
+            f"the body is nested deeper than {storable.MAX_DEPTH} levels", "$"
+        ) from None
+    storable.check_json(raw)
     return body
 
 
 def convert(data: dict[str, Any], typ: type[T]) -> T:
     """A form or query mapping as `typ` (strings converted), or a 422 naming the field."""
-    text.check(data)
+    storable.check(data)
     try:
         result: T = msgspec.convert(data, typ, strict=False)
         return result

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 from nats.js.api import Header
 
-from libs.text import scrub_json
+from libs.storable import scrub_json
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

@@ -31,7 +31,7 @@ from libs.events import (
 )
 from libs.ids import new_id
 from libs.metrics import EVENTS_APPENDED
-from libs.text import check_json
+from libs.storable import check_json
 
 E = TypeVar("E", bound=Event)
 

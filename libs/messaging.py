@@ -37,7 +37,7 @@ from libs.events import EventContext
 from libs.metrics import COMMANDS
 from libs.principal import Principal
 from libs.settings import CoreSettings
-from libs.text import check_json
+from libs.storable import check_json
 from libs.tracing import extract_context, inject_headers
 
 log = structlog.get_logger("messaging")
@@ -238,7 +238,7 @@ def _decode(endpoint: Endpoint[C], data: bytes) -> C:
         return endpoint.decoder.decode(data)
     except msgspec.ValidationError:
         raise
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValidationFailed(f"malformed command: {exc}", "$", status=400) from None
 
 

@@ -149,3 +149,72 @@ async def test_no_secret_reaches_a_response_or_a_log_line(stack: Stack) -> None:
         assert secret not in logs
     assert "password" not in users
     assert "secret_hash" not in users
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"name": "a\\u0000b"}', "$.name"),
+        (b'{"name": "ok", "description": "\\ud800"}', "$.description"),
+        (b'{"name": "x\\udfff"}', "$.name"),
+    ],
+    ids=["nul", "lone-high-surrogate", "lone-low-surrogate"],
+)
+async def test_text_no_store_can_hold_is_422_naming_the_field(
+    stack: Stack, body: bytes, field: str
+) -> None:
+    resp = await stack.client.post(
+        "/v1/projects", data=body, headers={**stack.auth(), "Content-Type": "application/json"}
+    )
+    error = await _error(resp, 422)
+    assert error["details"]["field"] == field
+    listed = await (await stack.client.get("/v1/projects", headers=stack.auth())).json()
+    assert listed["items"] == []  # nothing was appended
+
+
+async def test_unstorable_path_query_and_header_values_are_422(stack: Stack) -> None:
+    resp = await stack.client.get("/v1/projects/prj%00x", headers=stack.auth())
+    error = await _error(resp, 422)
+    assert error["details"] == {
+        "field": "id",
+        "in": "path",
+    }
+    resp = await stack.client.get("/v1/services?project_id=a%00b", headers=stack.auth())
+    error = await _error(resp, 422)
+    assert (error["details"]["field"], error["details"]["in"]) == ("project_id", "query")
+
+    # A header byte that is not UTF-8 reaches the app as a lone surrogate.
+    host, port = stack.client.server.host, stack.client.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    body = b'{"name": "p"}'
+    writer.write(
+        b"POST /v1/projects HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + f"Authorization: Bearer {stack.admin_token}\r\n".encode()
+        + b"Content-Type: application/json\r\nIdempotency-Key: k\xff\xfe\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    raw = await reader.read()
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 422"), raw[:300]
+    details = json.loads(payload)["error"]["details"]
+    assert details == {"field": "Idempotency-Key", "in": "header"}
+
+
+async def test_deeply_nested_values_are_refused_not_crashed_on(stack: Stack) -> None:
+    deep = b'{"a":' * 40 + b"1" + b"}" * 40
+    resp = await stack.client.post(
+        "/v1/environments",
+        data=b'{"name": "deep", "configuration": ' + deep + b"}",
+        headers={**stack.auth(), "Content-Type": "application/json"},
+    )
+    error = await _error(resp, 422)
+    assert error["details"]["field"].startswith("$.configuration.a.a")
+    deeper = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    resp = await stack.client.post(
+        "/v1/environments",
+        data=b'{"name": "deeper", "configuration": ' + deeper + b"}",
+        headers={**stack.auth(), "Content-Type": "application/json"},
+    )
+    await _error(resp, 422)

@@ -1,12 +1,14 @@
-"""Text that every store holds faithfully: the rule, checked at each door.
+"""Input that every store holds faithfully: the rules, checked at each door.
 
 PostgreSQL's `text` and `jsonb` cannot hold U+0000, and UTF-8 (so JSON on the
 wire, NATS payloads and PostgreSQL alike) cannot hold a lone surrogate
-(U+D800..U+DFFF). Input carrying either is refused before anything is
-appended, because events are forever: `check` names the first offending
-field. Events stored before that rule existed are read through
-`scrub_json`, which replaces each offending character by U+FFFD the same way
-every time, so a replayed read model equals the live one.
+(U+D800..U+DFFF). A document nested deeper than `MAX_DEPTH` is refused too:
+past about a thousand levels the encoders that write read models give up. Input
+breaking a rule is refused before anything is appended, because events are
+forever: `check` and `check_json` name the first offending field. Events
+stored before these rules existed are read through `scrub_json`, which
+replaces each offending character by U+FFFD the same way every time, so a
+replayed read model equals the live one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # alarm (an escaped backslash before "u0000"); it only costs a closer look.
 _SUSPECT_JSON = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 REPLACEMENT = "\ufffd"
-_MAX_DEPTH = 64
+# Deeper than any configuration a person writes; far below where encoders recurse out.
+MAX_DEPTH = 32
 
 
 def unstorable(text: str) -> str | None:
@@ -52,8 +55,8 @@ def _find(value: Any, path: str, depth: int) -> tuple[str, str] | None:
     if isinstance(value, str):
         reason = unstorable(value)
         return (path, reason) if reason else None
-    if depth > _MAX_DEPTH:
-        return None
+    if depth > MAX_DEPTH:
+        return (path, f"is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, msgspec.Struct):
         value = msgspec.structs.asdict(value)
     if isinstance(value, Mapping):
@@ -89,13 +92,16 @@ def check(value: Any, path: str = "$", **details: Any) -> None:
 
 
 def check_json(data: bytes, path: str = "$") -> None:
-    """`check` for a JSON document (a malformed one is left to its decoder); cheap when it has no
-    `\\u` escape that could spell an unstorable character (nearly always)."""
-    if _SUSPECT_JSON.search(data) is None:
+    """`check` for a JSON document (a malformed one is left to its decoder); cheap
+    when it has no `\\u` escape that could spell an unstorable character and
+    too few brackets to be too deep (nearly always)."""
+    if _SUSPECT_JSON.search(data) is None and data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
         return
     try:
         value = json.loads(data)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise ValidationFailed(f"{path} is nested deeper than {MAX_DEPTH} levels", path) from None
+    except ValueError:
         return  # malformed: the decoder that follows says so
     check(value, path)
 
