@@ -112,6 +112,25 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
     return body
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def read_form(request: web.Request, typ: type[T]) -> T:
+    """The request's form fields as `typ`; a 4xx naming the field when they are not one."""
+    if request.content_type not in FORM_TYPES:
+        raise ValidationFailed(
+            "send the form as application/x-www-form-urlencoded",
+            "Content-Type",
+            status=415,
+            received=request.content_type or None,
+        )
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError) as exc:  # e.g. multipart without a boundary
+        raise ValidationFailed(f"malformed form: {exc}", "body", status=400) from None
+    return convert({k: v for k, v in form.items() if isinstance(v, str)}, typ)
+
+
 def convert(data: dict[str, Any], typ: type[T]) -> T:
     """A form or query mapping as `typ` (strings converted), or a 422 naming the field."""
     storable.check(data)

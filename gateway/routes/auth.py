@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.commands import send
 from gateway.middleware import principal_of
-from gateway.routing import Api, convert, json_response, read_json
+from gateway.routing import Api, convert, json_response, read_form, read_json
 from libs.errors import ValidationFailed
 from services.auth.commands import Login, Logout, Refresh, TokenPair
 
@@ -67,12 +67,7 @@ async def login(request: web.Request) -> web.Response:
     response=TokenPair,
 )
 async def token(request: web.Request) -> web.Response:
-    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        raise ValidationFailed(
-            "send the form as application/x-www-form-urlencoded", "Content-Type", status=415
-        )
-    form = await request.post()
-    grant = convert({k: v for k, v in form.items() if isinstance(v, str)}, PasswordGrant)
+    grant = await read_form(request, PasswordGrant)
     if grant.grant_type not in (None, "", "password"):
         raise ValidationFailed("only the password grant is supported", "$.grant_type")
     login = convert({"email": grant.username, "password": grant.password}, Login)

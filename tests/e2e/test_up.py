@@ -18,9 +18,11 @@ EMAIL = "root@example.com"
 PASSWORD = "a very long password"
 
 
-async def _up(data_dir: Path, port: int, log: Path) -> asyncio.subprocess.Process:
+async def _up(data_dir: Path, port: int, log: Path, **settings: str) -> asyncio.subprocess.Process:
+    """`deployforge up` on its own embedded servers; `settings` become DEPLOYFORGE_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYFORGE_")}
     env |= {"DEPLOYFORGE_ADMIN_EMAIL": EMAIL, "DEPLOYFORGE_ADMIN_PASSWORD": PASSWORD}
+    env |= {f"DEPLOYFORGE_{name.upper()}": value for name, value in settings.items()}
     argv = ["-m", "deployforge.cli", "up", "--data-dir", str(data_dir), "--port", str(port)]
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return await asyncio.create_subprocess_exec(

@@ -218,3 +218,13 @@ async def test_deeply_nested_values_are_refused_not_crashed_on(stack: Stack) -> 
         headers={**stack.auth(), "Content-Type": "application/json"},
     )
     await _error(resp, 422)
+
+
+async def test_a_form_without_its_multipart_boundary_is_400(stack: Stack) -> None:
+    resp = await stack.client.post(
+        "/v1/auth/token",
+        data=b"username=a&password=b",
+        headers={"Content-Type": "multipart/form-data"},
+    )
+    error = await _error(resp, 400)
+    assert error["details"]["field"] == "body"
