@@ -29,7 +29,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from gateway.routes.deployments import Deployment
 from gateway.routes.live import (
-    TERMINAL,
     LiveEvent,
     close_subscription,
     deployment_events,
@@ -38,6 +37,7 @@ from gateway.routes.live import (
     response_headers,
 )
 from services.deploy import logs
+from services.deploy.status import TERMINAL
 
 log = structlog.get_logger("gateway.logs")
 

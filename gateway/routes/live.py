@@ -41,6 +41,7 @@ from services.deploy.events import (
     StepFinished,
     StepStarted,
 )
+from services.deploy.status import STATUS_AFTER
 
 log = structlog.get_logger("gateway.live")
 api = Api("live")
@@ -51,20 +52,6 @@ AUTHENTICATION_TIMEOUT = 10.0
 RECHECK_SECONDS = 10.0
 CLOSE_UNAUTHENTICATED = 4001
 
-# The deployment's status once each event is applied, as the read model has it.
-STATUS_AFTER = {
-    "deployment.created": "created",
-    "deployment.queued": "queued",
-    "deployment.dispatched": "dispatched",
-    "deployment.started": "initializing",
-    "deployment.step_started": "running",
-    "deployment.step_finished": "running",
-    "deployment.succeeded": "succeeded",
-    "deployment.failed": "failed",
-    "deployment.cancelled": "cancelled",
-    "deployment.rolled_back": "rolled_back",
-}
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
 EVENT_TYPES = frozenset(STATUS_AFTER)
 _codec = CODECS["deployment"]
 

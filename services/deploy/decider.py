@@ -13,6 +13,7 @@ import msgspec
 from libs.errors import Conflict, NotFound, ValidationFailed
 from libs.events import Event
 from libs.principal import Principal, require
+from services.deploy import status as _STATUS
 from services.deploy.events import (
     DeploymentCancelled,
     DeploymentCreated,
@@ -47,6 +48,7 @@ from services.deploy.events import (
     StepFinished,
     StepStarted,
 )
+from services.deploy.status import status_after
 
 # --- environment --------------------------------------------------------------------------
 
@@ -318,7 +320,7 @@ def decide_delete_service(
 
 # --- deployment ---------------------------------------------------------------------------
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "rolled_back"})
+TERMINAL = _STATUS.TERMINAL
 ACTIVE = frozenset({"created", "queued", "dispatched", "initializing", "running"})
 
 
@@ -352,24 +354,16 @@ def evolve_deployment(state: DeploymentState, event: Event) -> DeploymentState:
                 replaces=event.replaces,
                 pipeline_id=event.pipeline_id,
             )
-        case DeploymentQueued():
-            return replace(state, status="queued")
-        case DeploymentDispatched():
-            return replace(state, status="dispatched")
-        case DeploymentStarted():
-            return replace(state, status="initializing")
+        case DeploymentQueued() | DeploymentDispatched() | DeploymentStarted():
+            return replace(state, status=status_after(event))
         case StepStarted():
-            return replace(state, status="running", current_step=event.name)
+            return replace(state, status=status_after(event), current_step=event.name)
         case StepFinished():
             return replace(state, current_step=None)
         case DeploymentSucceeded():
-            return replace(state, status="succeeded", release_id=event.release_id)
-        case DeploymentFailed():
-            return replace(state, status="failed")
-        case DeploymentCancelled():
-            return replace(state, status="cancelled")
-        case DeploymentRolledBack():
-            return replace(state, status="rolled_back")
+            return replace(state, status=status_after(event), release_id=event.release_id)
+        case DeploymentFailed() | DeploymentCancelled() | DeploymentRolledBack():
+            return replace(state, status=status_after(event))
     return state
 
 

@@ -44,6 +44,7 @@ from services.deploy.events import (
     StepFinished,
     StepStarted,
 )
+from services.deploy.status import status_after
 
 DDL = (Path(__file__).parent / "schema.sql").read_text()
 
@@ -251,7 +252,7 @@ class DeployProjection(Projection):
                     "INSERT INTO deployments (id, organization_id, project_id, service_id,"
                     " environment_id, ref, strategy, notify_channels, config, rollback_of,"
                     " pipeline_id, status, created_at, updated_at) VALUES"
-                    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$12,'created',$11,$11)"
+                    " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$12,$13,$11,$11)"
                     " ON CONFLICT DO NOTHING",
                     event.deployment_id,
                     event.organization_id,
@@ -265,6 +266,7 @@ class DeployProjection(Projection):
                     event.rollback_of,
                     at,
                     event.pipeline_id,
+                    status_after(event),
                 )
             case SlotQueued():
                 await conn.execute(
@@ -275,24 +277,26 @@ class DeployProjection(Projection):
             case SlotTaken() | SlotReleased():
                 await _renumber_queue(conn, agg_id)
             case DeploymentQueued():
-                await self._status(conn, agg_id, "queued", at)
+                await self._status(conn, agg_id, status_after(event), at)
             case DeploymentDispatched():
-                await self._status(conn, agg_id, "dispatched", at)
+                await self._status(conn, agg_id, status_after(event), at)
             case DeploymentStarted():
                 await conn.execute(
-                    "UPDATE deployments SET status = 'initializing', agent_id = $2,"
+                    "UPDATE deployments SET status = $4, agent_id = $2,"
                     " started_at = $3, updated_at = $3 WHERE id = $1",
                     agg_id,
                     event.agent_id,
                     at,
+                    status_after(event),
                 )
             case StepStarted():
                 await conn.execute(
-                    "UPDATE deployments SET status = 'running', current_step = $2,"
+                    "UPDATE deployments SET status = $4, current_step = $2,"
                     " started_at = coalesce(started_at, $3), updated_at = $3 WHERE id = $1",
                     agg_id,
                     event.name,
                     at,
+                    status_after(event),
                 )
                 await conn.execute(
                     "INSERT INTO deployment_steps (deployment_id, seq, name, state, started_at)"
@@ -325,7 +329,7 @@ class DeployProjection(Projection):
                     at,
                 )
             case DeploymentSucceeded():
-                await self._finish(conn, agg_id, "succeeded", at)
+                await self._finish(conn, agg_id, status_after(event), at)
                 await conn.execute(
                     "UPDATE deployments SET commit_hash = $2, release_id = $3, address = $4"
                     " WHERE id = $1",
@@ -335,21 +339,22 @@ class DeployProjection(Projection):
                     event.address,
                 )
             case DeploymentFailed():
-                await self._finish(conn, agg_id, "failed", at)
+                await self._finish(conn, agg_id, status_after(event), at)
                 await conn.execute(
                     "UPDATE deployments SET failure_reason = $2 WHERE id = $1",
                     agg_id,
                     event.reason,
                 )
             case DeploymentCancelled():
-                await self._finish(conn, agg_id, "cancelled", at)
+                await self._finish(conn, agg_id, status_after(event), at)
             case DeploymentRolledBack():
                 await conn.execute(
-                    "UPDATE deployments SET status = 'rolled_back', rolled_back_by = $2,"
+                    "UPDATE deployments SET status = $4, rolled_back_by = $2,"
                     " updated_at = $3 WHERE id = $1",
                     agg_id,
                     event.by_deployment_id,
                     at,
+                    status_after(event),
                 )
 
     async def _status(

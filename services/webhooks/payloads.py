@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 import yarl
 
-from libs.events import Event, Recorded
+from libs.events import Event, Recorded, event_type
 from services.deploy import events as deploy
+from services.deploy.status import STATUS_AFTER
 from services.webhooks import events as hooks
 
 
@@ -96,24 +97,27 @@ def _deployment(
         "environment_id": facts.environment_id,
         "ref": facts.ref,
         "strategy": facts.strategy,
+        "status": STATUS_AFTER.get(event_type(event)),
     }
     match event:
         case deploy.DeploymentCreated():
             data |= {
-                "status": "queued",
                 "pipeline_id": facts.pipeline_id,
                 "rollback_of": facts.rollback_of,
             }
             return "deployment.created", data
         case deploy.DeploymentQueued():
-            return "deployment.queued", data | {"status": "queued", "position": event.position}
+            return "deployment.queued", data | {
+                "position": event.position,
+            }
         case deploy.DeploymentStarted():
-            return "deployment.started", data | {"status": "running"}
+            return "deployment.started", data
         case deploy.StepStarted():
-            return "deployment.step_started", data | {"status": "running", "step": event.name}
+            return "deployment.step_started", data | {
+                "step": event.name,
+            }
         case deploy.StepFinished():
             return "deployment.step_finished", data | {
-                "status": "running",
                 "step": event.name,
                 "state": event.state,
                 "message": event.message,
@@ -122,7 +126,6 @@ def _deployment(
             }
         case deploy.DeploymentSucceeded():
             return "deployment.completed", data | {
-                "status": "succeeded",
                 "commit_hash": event.commit_hash,
                 "release_id": event.release_id,
                 "address": event.address,
@@ -132,20 +135,17 @@ def _deployment(
             }
         case deploy.DeploymentFailed():
             return "deployment.failed", data | {
-                "status": "failed",
                 "reason": event.reason,
                 "step": event.step,
                 "duration_seconds": _seconds(facts.created_at, at),
             }
         case deploy.DeploymentCancelled():
             return "deployment.cancelled", data | {
-                "status": "cancelled",
                 "reason": event.reason,
                 "duration_seconds": _seconds(facts.created_at, at),
             }
         case deploy.DeploymentRolledBack():
             return "deployment.rolled_back", data | {
-                "status": "rolled_back",
                 "by_deployment_id": event.by_deployment_id,
             }
     return None
