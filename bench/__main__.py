@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, deploys, gateway, lag, webhooks
+from bench import appends, deploys, door, gateway, lag, webhooks
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
@@ -23,6 +23,10 @@ Runner = Callable[[BenchServers, Path, bool], Awaitable[Table]]
 async def _appends(_: BenchServers, work_dir: Path, quick: bool) -> Table:
     settings = appends.Settings(duration=1.0, rounds=1, warmup=0.5) if quick else appends.Settings()
     return await appends.run(work_dir, settings)
+
+
+async def _door(_: BenchServers, __: Path, quick: bool) -> Table:
+    return door.run(0.6 if quick else 3.0)
 
 
 async def _gateway(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
@@ -59,6 +63,7 @@ async def _webhooks(servers: BenchServers, work_dir: Path, quick: bool) -> Table
 
 BENCHMARKS: dict[str, Runner] = {
     "appends": _appends,
+    "door": _door,
     "gateway": _gateway,
     "lag": _lag,
     "deploys": _deploys,

@@ -17,6 +17,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, Header, StorageType, StreamConfig
 
+from libs.consumers import ensure_durable
 from libs.errors import Conflict
 from libs.events import (
     Event,
@@ -195,11 +196,7 @@ class EventStore:
     async def ensure_durable(self, context: str, config: ConsumerConfig) -> None:
         """Create a durable consumer on the context's stream the first time; later
         starts find it and resume where it was."""
-        stream = self.stream_name(context)
-        try:
-            await self.js.consumer_info(stream, config.durable_name)  # type: ignore[arg-type]
-        except nats.js.errors.NotFoundError:
-            await self.js.add_consumer(stream, config)
+        await ensure_durable(self.js, self.stream_name(context), config)
 
     async def last_sequence(self, context: str) -> int:
         """The stream's last sequence: how far a caught-up projection must be."""

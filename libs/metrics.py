@@ -14,6 +14,14 @@ COMMANDS = Counter(
 )
 EVENTS_APPENDED = Counter("deployforge_events_appended_total", "Events appended", ["aggregate"])
 PROJECTED = Counter("deployforge_events_projected_total", "Events applied", ["projection"])
+CONSUMED = Counter(
+    "deployforge_consumer_messages_total", "Messages pulled by a durable consumer", ["consumer"]
+)
+CONSUMER_RESTARTS = Counter(
+    "deployforge_consumer_restarts_total",
+    "Times a durable consumer's loop failed and started again",
+    ["consumer"],
+)
 PROJECTION_STALLED = Gauge(
     "deployforge_projection_stalled_sequence",
     "Stream sequence of the event a projection is stopped at (0 while it runs)",

@@ -30,7 +30,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
-from libs.consumers import pull
+from libs.consumers import ensure_durable, pull
 from libs.errors import DomainError
 from libs.events import H_EVENT_TYPE
 from libs.lifecycle import run_until_signalled
@@ -79,16 +79,17 @@ class Agent:
         await logs.ensure_stream(self.js, self.namespace, self.settings.stream_replicas)
         await self.routing.open()
         stream = jobs.stream_name(self.namespace)
-        with contextlib.suppress(Exception):  # already there, made by another agent
-            await self.js.add_consumer(
-                stream,
-                ConsumerConfig(
-                    durable_name=jobs.AGENTS_CONSUMER,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=30,
-                    deliver_policy=DeliverPolicy.ALL,
-                ),
-            )
+        # Every agent shares one consumer: the first creates it, the others find it.
+        await ensure_durable(
+            self.js,
+            stream,
+            ConsumerConfig(
+                durable_name=jobs.AGENTS_CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
         sub = await self.js.pull_subscribe_bind(durable=jobs.AGENTS_CONSUMER, stream=stream)
         slots = asyncio.Semaphore(self.settings.concurrency)
         running: set[asyncio.Task[None]] = {asyncio.create_task(self.routing.report_forever(stop))}

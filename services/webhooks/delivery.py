@@ -25,13 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import nats.errors
-import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs.aggregate import load_state
+from libs.consumers import DurableConsumer
 from libs.events import H_EVENT_TYPE, EventContext, Recorded, meta_from_headers
 from libs.eventstore import ConcurrencyError, EventStore
 from services.webhooks import decider as d
@@ -83,21 +82,9 @@ class DeliveryWorker:
         store.register(DELIVERIES)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._run_once(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("delivery_worker_restarting")
-                await asyncio.sleep(1)
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
-
-    async def _run_once(self, stop: asyncio.Event) -> None:
-        stream = self.store.stream_name(DELIVERIES.context)
-        await self.store.ensure_durable(
-            DELIVERIES.context,
+        consumer = DurableConsumer(
+            self.store.js,
+            self.store.stream_name(DELIVERIES.context),
             ConsumerConfig(
                 durable_name=DURABLE,
                 deliver_policy=DeliverPolicy.ALL,
@@ -106,18 +93,16 @@ class DeliveryWorker:
                 # Retries waiting for their time count as pending: leave room for many.
                 max_ack_pending=1_000_000,
             ),
+            batch=self.batch,
         )
-        sub = await self.store.js.pull_subscribe_bind(durable=DURABLE, stream=stream)
-        try:
-            while not stop.is_set():
-                try:
-                    msgs: list[Msg] = await sub.fetch(self.batch, timeout=1.0)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue
-                for msg in msgs:
-                    await self._route(msg)
-        finally:
-            await sub.unsubscribe()
+
+        async def handle(msgs: list[Msg]) -> None:
+            for msg in msgs:
+                await self._route(msg)
+
+        await consumer.run(handle, stop)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work)

@@ -23,12 +23,11 @@ import asyncio
 import random
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from libs.consumers import DurableConsumer
 from libs.events import Event, EventCodec, Recorded, meta_from_headers
 from libs.eventstore import ConcurrencyError, EventStore, StreamSpec
 from services.deploy import events as deploy
@@ -104,46 +103,22 @@ class Dispatcher:
     async def _follow(
         self, spec: StreamSpec, codecs: dict[str, EventCodec[Event]], stop: asyncio.Event
     ) -> None:
-        while not stop.is_set():
-            try:
-                # Another context's stream is its owner's to create: wait for it.
-                await self.store.js.stream_info(self.store.stream_name(spec.context))
-                self.store.register(spec)
-                await self.store.ensure_durable(
-                    spec.context,
-                    ConsumerConfig(
-                        durable_name=DURABLE,
-                        deliver_policy=DeliverPolicy.ALL,
-                        ack_policy=AckPolicy.EXPLICIT,
-                        ack_wait=30,
-                        max_ack_pending=4096,
-                    ),
-                )
-                sub = await self.store.js.pull_subscribe_bind(
-                    durable=DURABLE, stream=self.store.stream_name(spec.context)
-                )
-                try:
-                    await self._consume(sub, codecs, stop)
-                finally:
-                    await sub.unsubscribe()
-            except asyncio.CancelledError:
-                raise
-            except nats.js.errors.NotFoundError:
-                await asyncio.sleep(0.5)  # the stream does not exist yet
-            except Exception:
-                log.exception("dispatcher_restarting", stream=spec.context)
-                await asyncio.sleep(1)
+        # Another context's stream is its owner's to create: the consumer waits for it.
+        self.store.register(spec)
+        consumer = DurableConsumer(
+            self.store.js,
+            self.store.stream_name(spec.context),
+            ConsumerConfig(
+                durable_name=DURABLE,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_ack_pending=4096,
+            ),
+            batch=self.batch,
+        )
 
-    async def _consume(
-        self, sub: Any, codecs: dict[str, EventCodec[Event]], stop: asyncio.Event
-    ) -> None:
-        while not stop.is_set():
-            try:
-                msgs: list[Msg] = await sub.fetch(self.batch, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            if not msgs:
-                continue
+        async def handle(msgs: list[Msg]) -> None:
             await self.directory.sync()
             # The next batch is fetched while this one is under way: each message is
             # acknowledged as soon as its own deliveries are recorded.
@@ -152,6 +127,8 @@ class Dispatcher:
                 task = asyncio.create_task(self._dispatch(msg, codecs))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
+
+        await consumer.run(handle, stop)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

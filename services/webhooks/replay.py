@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
-from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -26,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs.aggregate import load_state
+from libs.consumers import DurableConsumer, ensure_durable, in_progress, pull
 from libs.events import H_EVENT_TYPE, meta_from_headers
 from libs.eventstore import EventStore
 from services.webhooks import decider as d
@@ -51,11 +51,10 @@ class Replayer:
         self._tasks: set[asyncio.Task[None]] = set()
         store.register(ENDPOINTS)
 
-    async def prepare(self) -> None:
-        """Create the durable consumer (once, before replays can be requested): from
-        then on no request is missed, and none from before it is re-run."""
-        await self.store.ensure_durable(
-            ENDPOINTS.context,
+    def _consumer(self) -> DurableConsumer:
+        return DurableConsumer(
+            self.store.js,
+            self.store.stream_name(ENDPOINTS.context),
             ConsumerConfig(
                 durable_name=DURABLE,
                 deliver_policy=DeliverPolicy.NEW,
@@ -63,24 +62,17 @@ class Replayer:
                 ack_wait=ACK_WAIT,
                 max_ack_pending=1024,
             ),
+            batch=16,
         )
 
+    async def prepare(self) -> None:
+        """Create the durable consumer (once, before replays can be requested): from
+        then on no request is missed, and none from before it is re-run."""
+        consumer = self._consumer()
+        await ensure_durable(consumer.js, consumer.stream, consumer.config)
+
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.prepare()
-                sub = await self.store.js.pull_subscribe_bind(
-                    durable=DURABLE, stream=self.store.stream_name(ENDPOINTS.context)
-                )
-                try:
-                    await self._consume(sub, stop)
-                finally:
-                    await sub.unsubscribe()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("replayer_restarting")
-                await asyncio.sleep(1)
+        await self._consumer().run(self._take, stop)
         await self.stop()
 
     async def stop(self) -> None:
@@ -89,27 +81,25 @@ class Replayer:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
 
-    async def _consume(self, sub: Any, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                msgs: list[Msg] = await sub.fetch(16, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
+    async def _take(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            if (msg.headers or {}).get(H_EVENT_TYPE) != "webhook.replay_requested":
+                await msg.ack()
                 continue
-            for msg in msgs:
-                if (msg.headers or {}).get(H_EVENT_TYPE) != "webhook.replay_requested":
-                    await msg.ack()
-                    continue
-                await self._slots.acquire()
-                task = asyncio.create_task(self._carry_out(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+            await self._slots.acquire()
+            task = asyncio.create_task(self._carry_out(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
 
     async def _carry_out(self, msg: Msg) -> None:
-        heartbeat = asyncio.create_task(_keep_in_progress(msg))
+        async with in_progress(msg, HEARTBEAT):
+            await self._carry_out_in_progress(msg)
+
+    async def _carry_out_in_progress(self, msg: Msg) -> None:
         try:
             meta = meta_from_headers(msg.subject, msg.headers or {}, self.store.namespace)
             event = CODECS["webhook"].decode(msg.data, meta.event_type, meta.schema_version)
@@ -122,10 +112,6 @@ class Replayer:
         except Exception:
             # Unacknowledged: handed out again after ACK_WAIT, and resumed.
             log.exception("replay_failed", subject=msg.subject)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
 
     async def replay(
         self, replay_id: str, hook: d.WebhookState, since: datetime, *, until: datetime
@@ -156,10 +142,9 @@ class Replayer:
             try:
                 position = 0
                 while position < last:
-                    try:
-                        msgs = await sub.fetch(self.batch, timeout=1.0)
-                    except (nats.errors.TimeoutError, TimeoutError):
-                        break  # nothing at or after `since`
+                    msgs = await pull(sub, self.batch, 1.0)
+                    if not msgs:
+                        break  # nothing (more) at or after `since`
                     for msg in msgs:
                         position = msg.metadata.sequence.stream
                         if position > last or msg.metadata.timestamp > until:
@@ -181,9 +166,3 @@ class Replayer:
             "replay_done", replay_id=replay_id, webhook_id=hook.webhook_id, scheduled=scheduled
         )
         return scheduled
-
-
-async def _keep_in_progress(msg: Msg) -> None:
-    while True:
-        await asyncio.sleep(HEARTBEAT)
-        await msg.in_progress()
