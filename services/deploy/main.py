@@ -20,6 +20,7 @@ from libs.projections import ProjectionRunner
 from libs.settings import CoreSettings, load_settings
 from services.deploy import jobs, logs
 from services.deploy.api import SERVICE, endpoints
+from services.deploy.dispatch_process import DispatchProcess
 from services.deploy.events import STREAM
 from services.deploy.handlers import DeployDeps
 from services.deploy.projection import DeployProjection
@@ -71,7 +72,9 @@ async def run(
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(
                 watch_leases(deps, leases, stop, interval=settings.lease_check_seconds)
-            )
+            ),
+            # Finishes whatever a command left half done (a crash between its appends).
+            asyncio.create_task(DispatchProcess(deps).run(stop)),
         ]
         if settings.run_projection:
             runner = ProjectionRunner(DeployProjection(), settings.database_url, store)

@@ -161,7 +161,8 @@ async def agent_finish(deps: DeployDeps, cmd: c.AgentFinish, ctx: CommandContext
             state.replaces,
             lambda s: d.decide_rolled_back(s, cmd.deployment_id),
         )
-    seq = await _release(deps, ctx, state.organization_id or "", cmd.deployment_id)
+    org = state.organization_id or ""
+    seq = await _release(deps, ctx.event_context(org), org, cmd.deployment_id)
     return Reply(result=None, position=_position(seq))
 
 
@@ -180,7 +181,8 @@ async def fail_lost(deps: DeployDeps, deployment_id: str, reason: str) -> None:
         ),
     )
     state, _ = await load_state(deps.store, DEPLOYMENTS, deployment_id)
-    await _release(deps, ctx, state.organization_id or "", deployment_id)
+    org = state.organization_id or ""
+    await _release(deps, ctx.event_context(org), org, deployment_id)
 
 
 async def service_env(deps: DeployDeps, cmd: c.ServiceEnv, ctx: CommandContext) -> Reply:

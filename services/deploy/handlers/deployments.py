@@ -14,7 +14,7 @@ import structlog
 
 from libs.aggregate import load_state, retry_on_conflict
 from libs.errors import NotFound
-from libs.events import Event
+from libs.events import Event, EventContext
 from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
 from libs.principal import require
@@ -36,13 +36,14 @@ from services.deploy.handlers.aggregates import (
     _position,
     _update,
 )
+from services.deploy.reconcile import Dispatch, Enqueue, MarkQueued, Release, Step
 from services.deploy.source import validate_ref
 
 log = structlog.get_logger("deploy")
 
 
 async def _enqueue(
-    deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str, key: str
+    deps: DeployDeps, context: EventContext, org: str, deployment_id: str, key: str
 ) -> int:
     """Put the deployment in its organization's queue; mark what that dispatched."""
 
@@ -54,7 +55,7 @@ async def _enqueue(
         seq = version
         if events:
             seq = await deps.store.append(
-                "dispatch", org, events, expected_version=version, context=ctx.event_context(org)
+                "dispatch", org, events, expected_version=version, context=context
             )
         after = state
         for event in events:
@@ -64,7 +65,7 @@ async def _enqueue(
 
     events, after, seq = await retry_on_conflict(attempt)
     await _save_dispatch(deps, org)
-    return await _announce(deps, ctx, org, events, after, seq)
+    return await _announce(deps, context, events, after, seq)
 
 
 async def _save_dispatch(deps: DeployDeps, org: str) -> None:
@@ -74,14 +75,14 @@ async def _save_dispatch(deps: DeployDeps, org: str) -> None:
         log.warning("snapshot_not_saved", organization_id=org, error=str(exc))
 
 
-async def _release(deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str) -> int:
+async def _release(deps: DeployDeps, context: EventContext, org: str, deployment_id: str) -> int:
     async def attempt() -> tuple[list[Event], d.DispatchState, int]:
         state, version = await deps.dispatch.load_state(deps.store, org)
         events = d.decide_release(state, deployment_id=deployment_id, limit=deps.max_running)
         seq = version
         if events:
             seq = await deps.store.append(
-                "dispatch", org, events, expected_version=version, context=ctx.event_context(org)
+                "dispatch", org, events, expected_version=version, context=context
             )
         after = state
         for event in events:
@@ -91,13 +92,12 @@ async def _release(deps: DeployDeps, ctx: CommandContext, org: str, deployment_i
 
     events, after, seq = await retry_on_conflict(attempt)
     await _save_dispatch(deps, org)
-    return await _announce(deps, ctx, org, events, after, seq)
+    return await _announce(deps, context, events, after, seq)
 
 
 async def _announce(
     deps: DeployDeps,
-    ctx: CommandContext,
-    org: str,
+    context: EventContext,
     events: list[Event],
     after: d.DispatchState,
     seq: int,
@@ -106,34 +106,76 @@ async def _announce(
     taken = {e.deployment_id for e in events if isinstance(e, SlotTaken)}
     positions = d.queue_positions(after)
     for deployment_id in taken:
-        seq = await _mark(deps, ctx, org, deployment_id, DeploymentDispatched())
-        await jobs.publish(deps.store.js, deps.store.namespace, deployment_id)
+        seq = max(seq, await _dispatch(deps, context, deployment_id))
     for event in events:
         if isinstance(event, SlotQueued) and event.deployment_id in positions:
-            seq = await _mark(
+            marked = await _mark(
                 deps,
-                ctx,
-                org,
+                context,
                 event.deployment_id,
                 DeploymentQueued(position=positions[event.deployment_id]),
+                when=("created",),
             )
+            seq = max(seq, marked)
+    return seq
+
+
+async def _dispatch(deps: DeployDeps, context: EventContext, deployment_id: str) -> int:
+    """Mark a deployment that took a slot dispatched (once), then hand its job to the
+    agents (deduplicated by JetStream; a job for a deployment already started is
+    refused by agent_start)."""
+    seq = await _mark(
+        deps, context, deployment_id, DeploymentDispatched(), when=("created", "queued")
+    )
+    await jobs.publish(deps.store.js, deps.store.namespace, deployment_id)
     return seq
 
 
 async def _mark(
-    deps: DeployDeps, ctx: CommandContext, org: str, deployment_id: str, event: Event
+    deps: DeployDeps,
+    context: EventContext,
+    deployment_id: str,
+    event: Event,
+    *,
+    when: tuple[str, ...],
 ) -> int:
+    """Append `event` to the deployment if its status is one of `when` (0 otherwise):
+    the command and the dispatch process may both try, and only one succeeds."""
+
     async def attempt() -> int:
-        _, version = await load_state(deps.store, DEPLOYMENTS, deployment_id)
+        state, version = await load_state(deps.store, DEPLOYMENTS, deployment_id)
+        if state.status not in when:
+            return 0
         return await deps.store.append(
-            "deployment",
-            deployment_id,
-            [event],
-            expected_version=version,
-            context=ctx.event_context(org),
+            "deployment", deployment_id, [event], expected_version=version, context=context
         )
 
     return await retry_on_conflict(attempt)
+
+
+async def carry_out(
+    deps: DeployDeps, context: EventContext, deployment: d.DeploymentState, step: Step
+) -> int:
+    """Do one step `reconcile` chose for `deployment`; the last stream position."""
+    deployment_id = deployment.deployment_id or ""
+    org = deployment.organization_id or ""
+    match step:
+        case Enqueue():
+            key = f"{deployment.service_id}:{deployment.environment_id}"
+            return await _enqueue(deps, context, org, deployment_id, key)
+        case MarkQueued():
+            queue, _ = await deps.dispatch.load_state(deps.store, org)
+            position = d.queue_positions(queue).get(deployment_id)
+            if position is None:
+                return 0
+            return await _mark(
+                deps, context, deployment_id, DeploymentQueued(position=position), when=("created",)
+            )
+        case Dispatch():
+            return await _dispatch(deps, context, deployment_id)
+        case Release():
+            return await _release(deps, context, org, deployment_id)
+    return 0
 
 
 async def _create(
@@ -184,7 +226,9 @@ async def _create(
     await deps.store.append(
         "deployment", deployment_id, events, expected_version=0, context=ctx.event_context(org)
     )
-    seq = await _enqueue(deps, ctx, org, deployment_id, f"{service_id}:{environment_id}")
+    seq = await _enqueue(
+        deps, ctx.event_context(org), org, deployment_id, f"{service_id}:{environment_id}"
+    )
     return Reply(result=c.Created(id=deployment_id), position=_position(seq))
 
 
@@ -245,7 +289,8 @@ async def cancel_deployment(
     )
     state, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
     if state.organization_id:
-        seq = await _release(deps, ctx, state.organization_id, cmd.deployment_id)
+        org = state.organization_id
+        seq = await _release(deps, ctx.event_context(org), org, cmd.deployment_id)
         return Reply(result=None, position=_position(seq))
     return reply
 
@@ -280,5 +325,6 @@ async def finish_deployment(
         ),
     )
     state, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
-    seq = await _release(deps, ctx, state.organization_id or "", cmd.deployment_id)
+    org = state.organization_id or ""
+    seq = await _release(deps, ctx.event_context(org), org, cmd.deployment_id)
     return Reply(result=None, position=_position(seq))
