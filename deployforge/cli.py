@@ -12,6 +12,8 @@ DEFAULT_DATA_DIR = ".deployforge"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from deployforge.projections import BY_NAME
+
     parser = argparse.ArgumentParser(prog="deployforge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole suite on this machine")
@@ -46,10 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "bootstrap", help="create the first administrator on the servers DEPLOYFORGE_* name"
     )
-    sub.add_parser("auth", help="run the identity service (one replica)")
-    sub.add_parser("deploy", help="run the deploy service (one replica)")
+    # One subcommand per bounded context (deployforge/projections.py CONTEXTS).
+    for name in BY_NAME:
+        sub.add_parser(name, help=f"run the {name} service (one replica)")
     sub.add_parser("agent", help="run a deploy agent on this machine")
-    sub.add_parser("webhooks", help="run the webhooks service (one replica)")
     sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
     return parser
 
@@ -79,25 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         namespace = os.environ.get("DEPLOYFORGE_NAMESPACE", "")
         asyncio.run(bootstrap_admin(nats_url, namespace, os.environ))
         return 0
-    if args.command == "auth":
-        from services.auth.main import main as auth_main
+    from deployforge.projections import BY_NAME
 
-        auth_main()
-        return 0
-    if args.command == "deploy":
-        from services.deploy.main import main as deploy_main
-
-        deploy_main()
+    if args.command in BY_NAME:
+        BY_NAME[args.command].main()
         return 0
     if args.command == "agent":
         from services.deploy.agent import main as agent_main
 
         agent_main()
-        return 0
-    if args.command == "webhooks":
-        from services.webhooks.main import main as webhooks_main
-
-        webhooks_main()
         return 0
     if args.command == "gateway":
         from gateway.main import main as gateway_main

@@ -23,7 +23,7 @@ import asyncpg
 import nats
 
 from deployforge.embedded import EmbeddedNats, EmbeddedPostgres, free_port
-from deployforge.projections import STREAMS
+from deployforge.projections import AUTH, CONTEXTS, STREAMS
 from deployforge.supervisor import Supervisor
 from libs.crypto import generate_master_key
 from libs.database import ensure_core_schema, ensure_database
@@ -154,13 +154,9 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
         }
         python = sys.executable
         auth_metrics = free_port()
-        supervisor.add(
-            "auth",
-            [python, "-m", "services.auth.main"],
-            env={**env, "DEPLOYFORGE_METRICS_PORT": str(auth_metrics)},
-        )
-        supervisor.add("deploy", [python, "-m", "services.deploy.main"], env=env)
-        supervisor.add("webhooks", [python, "-m", "services.webhooks.main"], env=env)
+        for context in CONTEXTS:
+            own = {"DEPLOYFORGE_METRICS_PORT": str(auth_metrics)} if context is AUTH else {}
+            supervisor.add(context.name, [python, "-m", context.module], env={**env, **own})
         supervisor.add(
             "agent",
             [python, "-m", "services.deploy.agent"],
@@ -175,9 +171,8 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
             [python, "-m", "gateway.main"],
             env={**env, "DEPLOYFORGE_HOST": host, "DEPLOYFORGE_PORT": str(port)},
         )
-        await supervisor.start("auth")
-        await supervisor.start("deploy")
-        await supervisor.start("webhooks")
+        for context in CONTEXTS:
+            await supervisor.start(context.name)
         await supervisor.start("agent")
         await supervisor.start("gateway")
         base = f"http://{host}:{port}"

@@ -12,17 +12,13 @@ import asyncio
 
 import asyncpg
 
+from deployforge.projections import PROJECTION_OF_STREAM
 from libs.database import connect
 from libs.errors import ValidationFailed
 from libs.projections import NOTIFY_CHANNEL, checkpoint
 
-# Which projection answers reads for a context's stream.
-PROJECTION_OF_CONTEXT = {
-    "auth": "auth",
-    "deploy": "deploy",
-    "webhooks": "webhooks",
-    "webhook_deliveries": "webhook_deliveries",
-}
+# Which projection answers reads for a context's stream: from the one list of contexts.
+PROJECTION_OF_CONTEXT = PROJECTION_OF_STREAM
 
 
 def parse_token(token: str) -> tuple[str, int]:

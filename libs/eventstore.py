@@ -9,6 +9,7 @@ writers racing on one aggregate cannot both win).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Generic, TypeVar
 
 import msgspec
@@ -57,6 +58,21 @@ class Loaded(msgspec.Struct, Generic[E], frozen=True, kw_only=True):
     version: int
 
 
+# `<context>:<sequence>` of the last event appended by the running task: a
+# command's reply carries it (libs.messaging), so no handler can forget it.
+_last_appended: ContextVar[str | None] = ContextVar("deployforge_last_appended", default=None)
+
+
+def last_appended() -> str | None:
+    """The consistency position of the last event the current task appended."""
+    return _last_appended.get()
+
+
+def forget_appended() -> None:
+    """Start recording afresh (at the start of each command)."""
+    _last_appended.set(None)
+
+
 class EventStore:
     """Appends to and loads aggregates from JetStream."""
 
@@ -73,6 +89,7 @@ class EventStore:
         self.replicas = replicas
         self.timeout = timeout
         self._stream_of: dict[str, str] = {}
+        self._context_of: dict[str, str] = {}
 
     def stream_name(self, context: str) -> str:
         base = context.upper()
@@ -86,6 +103,7 @@ class EventStore:
         """Tell the store which stream holds each aggregate (no I/O)."""
         for aggregate in spec.aggregates:
             self._stream_of[aggregate] = self.stream_name(spec.context)
+            self._context_of[aggregate] = spec.context
 
     def subjects(self, spec: StreamSpec) -> list[str]:
         return [self.subject(aggregate, "*") for aggregate in spec.aggregates]
@@ -166,6 +184,9 @@ class EventStore:
                 raise
             expected = ack.seq
             EVENTS_APPENDED.labels(aggregate).inc()
+        context_name = self._context_of.get(aggregate)
+        if events and context_name is not None:
+            _last_appended.set(f"{context_name}:{expected}")
         return expected
 
     async def load(

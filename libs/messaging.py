@@ -34,6 +34,7 @@ from libs.errors import (
     validation_message,
 )
 from libs.events import EventContext
+from libs.eventstore import forget_appended, last_appended
 from libs.metrics import COMMANDS
 from libs.principal import Principal
 from libs.settings import CoreSettings
@@ -204,6 +205,7 @@ def _wrap(
                 # same rule before anything is appended: events are forever.
                 check_json(req.data)
                 command = _decode(endpoint, req.data)
+                forget_appended()
                 principal_raw = headers.get(H_PRINCIPAL)
                 ctx = CommandContext(
                     principal=_principal_decoder.decode(principal_raw) if principal_raw else None,
@@ -227,7 +229,9 @@ def _wrap(
                 await _respond_error(req, ErrorCode.INTERNAL_ERROR, "internal error", {})
                 return
             COMMANDS.labels(service, name, "ok").inc()
-            out = {H_POSITION: reply.position} if reply.position else None
+            # The store recorded what this command appended: a handler cannot forget it.
+            position = reply.position or last_appended()
+            out = {H_POSITION: position} if position else None
             await req.respond(_encoder.encode(reply.result), headers=out)
 
     return handle

@@ -13,15 +13,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from deployforge.projections import BY_NAME, STREAMS
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from libs.settings import load_settings
 from libs.testing import Servers, Suite, isolated_suite, provision_servers
-from services.auth.events import STREAM as AUTH_STREAM
-from services.auth.main import AuthSettings, run
-from services.deploy.events import STREAM as DEPLOY_STREAM
-from services.deploy.main import DeploySettings
-from services.deploy.main import run as run_deploy
+from services.auth.main import AuthSettings
 from tests.receivers import Receivers
 
 ADMIN_EMAIL = "admin@example.com"
@@ -43,7 +40,7 @@ async def servers() -> AsyncIterator[Servers]:
 
 @pytest.fixture
 async def suite(servers: Servers) -> AsyncIterator[Suite]:
-    async with isolated_suite(servers, [AUTH_STREAM, DEPLOY_STREAM]) as isolated:
+    async with isolated_suite(servers, STREAMS) as isolated:
         yield isolated
 
 
@@ -82,23 +79,24 @@ class Stack:
         self._tasks.append(task)
         return stop
 
+    async def start(self, name: str, **overrides: Any) -> asyncio.Event:
+        """Any context of deployforge/projections.py CONTEXTS, in this process; the
+        event that stops it."""
+        context = BY_NAME[name]
+        settings = load_settings(context.settings, self.suite.environ(), **overrides)
+        return await self._start(context.run, settings)
+
     async def start_auth(self, **overrides: Any) -> None:
-        await self._start(run, self.auth_settings(**overrides))
+        await self.start("auth", **overrides)
 
     async def start_deploy(self, **overrides: Any) -> None:
-        await self._start(
-            run_deploy, load_settings(DeploySettings, self.suite.environ(), **overrides)
-        )
+        await self.start("deploy", **overrides)
 
     async def start_webhooks(self, **overrides: Any) -> asyncio.Event:
         """The webhooks service; loopback receivers are allowed and retries compressed."""
-        from services.webhooks.main import WebhooksSettings
-        from services.webhooks.main import run as run_webhooks
-
         overrides.setdefault("webhook_allowed_networks", "127.0.0.0/8")
         overrides.setdefault("webhook_retry_schedule", "0,0.2,0.2,0.2")
-        settings = load_settings(WebhooksSettings, self.suite.environ(), **overrides)
-        return await self._start(run_webhooks, settings)
+        return await self.start("webhooks", **overrides)
 
     async def start_agent(self, work_dir: Path, **overrides: Any) -> asyncio.Event:
         """An agent in this process; returns the event that stops it."""

@@ -7,6 +7,7 @@ import asyncio
 import msgspec
 from aiohttp import web
 
+from deployforge.projections import CONTEXTS
 from gateway import keys
 from gateway.routing import Api, json_response
 from libs.metrics import metrics_handler
@@ -14,7 +15,7 @@ from libs.metrics import metrics_handler
 api = Api("health")
 
 # Services whose commands the gateway sends; /readyz needs each to answer.
-SERVICES = ("auth", "deploy", "webhooks")
+SERVICES = tuple(context.name for context in CONTEXTS)
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,25 +1,23 @@
-"""Composition root of the identity service: settings, connections, start/stop.
+"""The identity context: its settings, its composition root and its declaration.
 
-Runs the command endpoints and the auth projection; any number of replicas
-may run (endpoints share a queue group, the projection has one leader).
+Runs the command endpoints, the auth projection and signing-key rotation on
+the shared host (libs/host.py); any number of replicas may run (endpoints
+share a queue group, the projection has one leader).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 
 from libs.crypto import SecretBox
 from libs.eventstore import EventStore
-from libs.lifecycle import run_until_signalled
-from libs.messaging import CommandContext, connect_nats, serve
-from libs.metrics import start_metrics_server
-from libs.projections import ProjectionRunner
-from libs.settings import CoreSettings, load_settings
+from libs.host import Context, Resources, Wiring
+from libs.messaging import CommandContext
+from libs.settings import CoreSettings
 from services.auth.api import SERVICE, endpoints
 from services.auth.commands import EnsureSigningKey
 from services.auth.events import STREAM
@@ -57,49 +55,23 @@ def build_deps(settings: AuthSettings, store: EventStore) -> AuthDeps:
     )
 
 
-async def run(
-    settings: AuthSettings, stop: asyncio.Event, ready: asyncio.Event | None = None
-) -> None:
-    """Serve until `stop` is set, then drain and close everything.
+async def wire(r: Resources[AuthSettings]) -> Wiring:
+    deps = build_deps(r.settings, r.store)
+    # Tokens are signed from the first command on: a key exists before serving.
+    command = EnsureSigningKey(max_age_days=r.settings.signing_key_max_age_days)
+    await ensure_signing_key(deps, command, CommandContext())
+    return Wiring(endpoints=endpoints(deps), loops=[partial(_rotate_keys, deps, r.settings)])
 
-    `ready` is set once commands are served and the projection is leading
-    (or standing by behind another replica's lead).
-    """
-    async with AsyncExitStack() as stack:
-        nc = await connect_nats(settings, "auth")
-        stack.push_async_callback(nc.drain)
-        store = EventStore(
-            nc.jetstream(), namespace=settings.namespace, replicas=settings.stream_replicas
-        )
-        await store.ensure_stream(STREAM)
-        deps = build_deps(settings, store)
-        await ensure_signing_key(
-            deps, EnsureSigningKey(max_age_days=settings.signing_key_max_age_days), CommandContext()
-        )
-        service = await serve(
-            nc,
-            service=SERVICE,
-            namespace=settings.namespace,
-            version="0.1.0",
-            endpoints=endpoints(deps),
-        )
-        stack.push_async_callback(service.stop)
-        tasks: list[asyncio.Task[None]] = []
-        if settings.run_projection:
-            runner = ProjectionRunner(AuthProjection(), settings.database_url, store)
-            tasks.append(asyncio.create_task(runner.run(stop)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.leading.wait(), timeout=5)
-        tasks.append(asyncio.create_task(_rotate_keys(deps, settings, stop)))
-        if settings.metrics_port:
-            metrics = await start_metrics_server(settings.metrics_host, settings.metrics_port)
-            stack.push_async_callback(metrics.cleanup)
-        log.info("auth_ready", namespace=settings.namespace)
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    log.info("auth_stopped")
+
+CONTEXT = Context(
+    name=SERVICE,
+    module="services.auth.main",
+    settings=AuthSettings,
+    streams=(STREAM,),
+    projections=(AuthProjection,),
+    wire=wire,
+)
+run = CONTEXT.run
 
 
 async def _rotate_keys(deps: AuthDeps, settings: AuthSettings, stop: asyncio.Event) -> None:
@@ -112,7 +84,7 @@ async def _rotate_keys(deps: AuthDeps, settings: AuthSettings, stop: asyncio.Eve
 
 
 def main() -> None:
-    run_until_signalled("auth", load_settings(AuthSettings), run)
+    CONTEXT.main()
 
 
 if __name__ == "__main__":

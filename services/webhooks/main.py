@@ -1,21 +1,14 @@
-"""Composition root of the webhooks service: settings, connections, start/stop."""
+"""The webhooks context: its settings, its composition root and its declaration."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from libs.crypto import SecretBox
-from libs.eventstore import EventStore
-from libs.lifecycle import run_until_signalled
-from libs.messaging import connect_nats, serve
-from libs.metrics import start_metrics_server
-from libs.projections import ProjectionRunner
-from libs.settings import CoreSettings, load_settings
+from libs.host import Context, Resources, Wiring
+from libs.settings import CoreSettings
 from services.webhooks.api import SERVICE, endpoints
 from services.webhooks.courier import Courier, DeliveryPolicy
 from services.webhooks.delivery import DeliveryWorker
@@ -48,77 +41,55 @@ class WebhooksSettings(CoreSettings, frozen=True, kw_only=True):
     run_projection: bool = True
 
 
-async def run(
-    settings: WebhooksSettings, stop: asyncio.Event, ready: asyncio.Event | None = None
-) -> None:
-    """Serve until `stop` is set; `ready` is set once commands are served and events flow."""
+async def wire(r: Resources[WebhooksSettings]) -> Wiring:
+    settings, store = r.settings, r.store
     allowed = parse_networks(settings.webhook_allowed_networks)
-    async with AsyncExitStack() as stack:
-        nc = await connect_nats(settings, "webhooks")
-        stack.push_async_callback(nc.drain)
-        store = EventStore(
-            nc.jetstream(), namespace=settings.namespace, replicas=settings.stream_replicas
-        )
-        await store.ensure_stream(ENDPOINTS)
-        await store.ensure_stream(DELIVERIES)
-        directory = Directory(store)
-        await directory.start()
-        stack.push_async_callback(directory.stop)
-        sender = Sender(allowed, timeout=settings.webhook_timeout_seconds)
-        await sender.start()
-        stack.push_async_callback(sender.close)
-        replayer = Replayer(store)
-        await replayer.prepare()
-        deps = WebhookDeps(
-            store,
-            SecretBox(settings.secret_key),
-            allowed_networks=allowed,
-            rotation_grace=timedelta(seconds=settings.webhook_rotation_grace_seconds),
-            clock=lambda: datetime.now(UTC),
-        )
-        server = await serve(
-            nc,
-            service=SERVICE,
-            namespace=settings.namespace,
-            version="0.1.0",
-            endpoints=endpoints(deps),
-        )
-        stack.push_async_callback(server.stop)
-        policy = DeliveryPolicy(
-            schedule=parse_schedule(settings.webhook_retry_schedule),
-            disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
-            concurrency=settings.webhook_endpoint_concurrency,
-            default_rate_limit=settings.webhook_default_rate_limit or None,
-        )
-        courier = Courier(store, directory, deps.box, sender, policy)
-        worker = DeliveryWorker(store, directory, courier)
-        tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(Dispatcher(store, directory, courier).run(stop)),
-            asyncio.create_task(worker.run(stop)),
-            asyncio.create_task(replayer.run(stop)),
-        ]
-        if settings.run_projection:
-            runners = [
-                ProjectionRunner(WebhookProjection(), settings.database_url, store),
-                ProjectionRunner(DeliveryProjection(), settings.database_url, store),
-            ]
-            tasks += [asyncio.create_task(r.run(stop)) for r in runners]
-            for runner in runners:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(runner.leading.wait(), timeout=5)
-        if settings.metrics_port:
-            metrics = await start_metrics_server(settings.metrics_host, settings.metrics_port)
-            stack.push_async_callback(metrics.cleanup)
-        log.info("webhooks_ready", namespace=settings.namespace)
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    log.info("webhooks_stopped")
+    directory = Directory(store)
+    await directory.start()
+    r.stack.push_async_callback(directory.stop)
+    sender = Sender(allowed, timeout=settings.webhook_timeout_seconds)
+    await sender.start()
+    r.stack.push_async_callback(sender.close)
+    # Before commands are served: no replay request is missed.
+    replayer = Replayer(store)
+    await replayer.prepare()
+    deps = WebhookDeps(
+        store,
+        SecretBox(settings.secret_key),
+        allowed_networks=allowed,
+        rotation_grace=timedelta(seconds=settings.webhook_rotation_grace_seconds),
+        clock=lambda: datetime.now(UTC),
+    )
+    policy = DeliveryPolicy(
+        schedule=parse_schedule(settings.webhook_retry_schedule),
+        disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
+        concurrency=settings.webhook_endpoint_concurrency,
+        default_rate_limit=settings.webhook_default_rate_limit or None,
+    )
+    courier = Courier(store, directory, deps.box, sender, policy)
+    return Wiring(
+        endpoints=endpoints(deps),
+        loops=[
+            Dispatcher(store, directory, courier).run,
+            DeliveryWorker(store, directory, courier).run,
+            replayer.run,
+        ],
+    )
+
+
+CONTEXT = Context(
+    name=SERVICE,
+    module="services.webhooks.main",
+    settings=WebhooksSettings,
+    streams=(ENDPOINTS, DELIVERIES),
+    projections=(WebhookProjection, DeliveryProjection),
+    wire=wire,
+)
+run = CONTEXT.run
 
 
 def main() -> None:
-    run_until_signalled("webhooks", load_settings(WebhooksSettings), run)
+    CONTEXT.main()
 
 
 if __name__ == "__main__":
