@@ -195,12 +195,25 @@ class ServiceState(msgspec.Struct, frozen=True, kw_only=True):
     organization_id: str | None = None
     project_id: str | None = None
     branch: str = "main"
+    # What an agent runs (agent_start reads it here, not from the read model).
+    repository_url: str = ""
+    build_command: list[str] = []
+    run_command: list[str] = []
+    port: int | None = None
+    health_check_path: str = "/"
+    replicas: int = 1
     env: dict[str, EnvVar] = {}
     deleted: bool = False
 
     @property
     def exists(self) -> bool:
         return self.service_id is not None and not self.deleted
+
+
+_RUNNABLE = frozenset(
+    {"branch", "repository_url", "build_command", "run_command", "port"}
+    | {"health_check_path", "replicas"}
+)
 
 
 def evolve_service(state: ServiceState, event: Event) -> ServiceState:
@@ -211,10 +224,16 @@ def evolve_service(state: ServiceState, event: Event) -> ServiceState:
                 organization_id=event.organization_id,
                 project_id=event.project_id,
                 branch=event.branch,
+                repository_url=event.repository_url,
+                build_command=event.build_command,
+                run_command=event.run_command,
+                port=event.port,
+                health_check_path=event.health_check_path,
+                replicas=event.replicas,
             )
         case ServiceUpdated():
-            branch = event.changes.get("branch", state.branch)
-            return msgspec.structs.replace(state, branch=str(branch))
+            known = {k: v for k, v in event.changes.items() if k in _RUNNABLE}
+            return msgspec.structs.replace(state, **known)
         case EnvVarSet():
             var = EnvVar(secret=event.secret, value=event.value, value_sealed=event.value_sealed)
             return msgspec.structs.replace(state, env={**state.env, event.key: var})
@@ -329,6 +348,9 @@ class DeploymentState(msgspec.Struct, frozen=True, kw_only=True):
     organization_id: str | None = None
     service_id: str | None = None
     environment_id: str | None = None
+    ref: str = ""
+    strategy: str = ""
+    config: dict[str, Any] = {}
     status: str = "created"
     current_step: str | None = None
     release_id: str | None = None
@@ -350,6 +372,9 @@ def evolve_deployment(state: DeploymentState, event: Event) -> DeploymentState:
                 organization_id=event.organization_id,
                 service_id=event.service_id,
                 environment_id=event.environment_id,
+                ref=event.ref,
+                strategy=event.strategy,
+                config=event.config,
                 rollback_of=event.rollback_of,
                 replaces=event.replaces,
                 pipeline_id=event.pipeline_id,

@@ -4,7 +4,6 @@ finishes it, and reads a service's env vars; and the watchdog fails a lost one.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
@@ -35,23 +34,8 @@ async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) 
         deps, ctx, DEPLOYMENTS, cmd.deployment_id, lambda s: d.decide_start(s, cmd.agent_id)
     )
     deployment, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
+    # Both from their events: the read model may not have applied them yet.
     service, _ = await load_state(deps.store, SERVICES, deployment.service_id or "")
-    row = None
-    # The start is recorded already: give a lagging read model a moment rather
-    # than leave a started deployment without its agent.
-    for _ in range(50):
-        row = await deps.pool.fetchrow(
-            "SELECT s.repository_url, s.build_command, s.run_command, s.port,"
-            " s.health_check_path, s.replicas, d.ref, d.strategy, d.config"
-            " FROM deploy.services s JOIN deploy.deployments d ON d.service_id = s.id"
-            " WHERE d.id = $1",
-            cmd.deployment_id,
-        )
-        if row is not None:
-            break
-        await asyncio.sleep(0.1)
-    if row is None:
-        raise NotFound("deployment not found in the read model yet")
     reuse = None
     if deployment.rollback_of is not None:
         target, _ = await load_state(deps.store, DEPLOYMENTS, deployment.rollback_of)
@@ -61,18 +45,18 @@ async def agent_start(deps: DeployDeps, cmd: c.AgentStart, ctx: CommandContext) 
         organization_id=deployment.organization_id or "",
         service_id=deployment.service_id or "",
         environment_id=deployment.environment_id or "",
-        repository_url=row["repository_url"],
-        ref=row["ref"],
-        strategy=row["strategy"],
-        build_command=list(row["build_command"]),
-        run_command=list(row["run_command"]),
-        port=row["port"],
-        health_check_path=row["health_check_path"],
-        replicas=row["replicas"],
+        repository_url=service.repository_url,
+        ref=deployment.ref,
+        strategy=deployment.strategy,
+        build_command=list(service.build_command),
+        run_command=list(service.run_command),
+        port=service.port,
+        health_check_path=service.health_check_path,
+        replicas=service.replicas,
         env={key: _reveal(deps, var) for key, var in service.env.items()},
         reuse_release_id=reuse,
         deployment_token=await _deployment_token(deps, deployment, ctx),
-        **await _pipeline_run(deps, deployment, row["config"]),
+        **await _pipeline_run(deps, deployment, deployment.config),
     )
     return Reply(result=spec, position=reply.position)
 
