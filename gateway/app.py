@@ -38,6 +38,7 @@ from gateway.settings import GatewaySettings
 from libs.crypto import SecretBox
 from libs.database import create_pool, ensure_core_schema
 from libs.messaging import CommandBus, connect_nats
+from services.deploy import instance_state
 
 log = structlog.get_logger("gateway")
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
@@ -74,6 +75,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     app[keys.BUS] = CommandBus(
         nc, namespace=settings.namespace, timeout=settings.command_timeout_seconds
     )
+    app[keys.INSTANCES] = await instance_state.bucket(nc.jetstream(), settings.namespace)
     app[keys.RATE_LIMITER] = RateLimiter(pool)
     app[keys.IDEMPOTENCY] = IdempotencyStore(
         pool, SecretBox(settings.secret_key) if settings.secret_key else None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiohttp import web
 from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
 
 from libs.messaging import CommandBus
 from libs.principal import Principal
@@ -26,6 +27,8 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 CONSISTENCY: web.AppKey[ConsistencyWaiter] = web.AppKey("consistency")
+# The agents' instance reports (deploy's KV bucket), opened once.
+INSTANCES = web.AppKey("instances", KeyValue)
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)

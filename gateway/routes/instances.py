@@ -41,9 +41,8 @@ class InstanceAction(msgspec.Struct, frozen=True, kw_only=True):
     action: str
 
 
-async def _bucket(request: web.Request) -> KeyValue:
-    js = request.app[keys.NC].jetstream()
-    return await instance_state.bucket(js, request.app[keys.SETTINGS].namespace)
+def _bucket(request: web.Request) -> KeyValue:
+    return request.app[keys.INSTANCES]
 
 
 async def _organization_of(request: web.Request, service_id: str) -> str | None:
@@ -57,7 +56,7 @@ async def _organization_of(request: web.Request, service_id: str) -> str | None:
 async def get_visible_instance(request: web.Request, instance_id: str) -> InstanceReport:
     """The instance's latest report; 404 unless the caller may see its service."""
     principal = principal_of(request)
-    report = await instance_state.find(await _bucket(request), instance_id)
+    report = await instance_state.find(_bucket(request), instance_id)
     org = await _organization_of(request, report.service_id) if report else None
     require_visible(principal, org, "instance")
     assert report is not None
@@ -95,7 +94,7 @@ async def list_instances(request: web.Request) -> web.Response:
         "SELECT id FROM deploy.services WHERE organization_id = $1", org
     )
     services = {r["id"] for r in rows}
-    kv = await _bucket(request)
+    kv = _bucket(request)
     wanted = principal.service_id or query.service_id
     if wanted is not None and instance_state.INSTANCE_ID.fullmatch(wanted):
         reports = sorted(await instance_state.of_service(kv, wanted), key=lambda r: r.key)

@@ -289,9 +289,8 @@ async def create_service_token(request: web.Request) -> web.Response:
 )
 async def list_instances(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])
-    settings = request.app[keys.SETTINGS]
     reports = await instance_state.of_service(
-        await instance_state.bucket(request.app[keys.NC].jetstream(), settings.namespace),
+        request.app[keys.INSTANCES],
         service.id,
     )
     wanted = request.query.get("environment_id")
@@ -442,9 +441,8 @@ async def service_health(request: web.Request) -> web.Response:
     only = convert(
         {k: v for k, v in request.query.items() if k == "environment_id"}, HealthQuery
     ).environment_id
-    settings = request.app[keys.SETTINGS]
     reports = await instance_state.of_service(
-        await instance_state.bucket(request.app[keys.NC].jetstream(), settings.namespace),
+        request.app[keys.INSTANCES],
         service.id,
     )
     deployed = await request.app[keys.POOL].fetch(
