@@ -15,24 +15,23 @@ from typing import Any
 from libs.eventstore import StreamSpec
 from libs.host import Context
 from libs.projections import Projection
+from services.audit.main import CONTEXT as AUDIT
 from services.auth.main import CONTEXT as AUTH
 from services.deploy.main import CONTEXT as DEPLOY
 from services.webhooks.main import CONTEXT as WEBHOOKS
 
-CONTEXTS: tuple[Context[Any], ...] = (AUTH, DEPLOY, WEBHOOKS)
-__all__ = ["AUTH", "BY_NAME", "CONTEXTS", "PROJECTIONS", "PROJECTION_OF_STREAM", "STREAMS"]
+CONTEXTS: tuple[Context[Any], ...] = (AUTH, DEPLOY, WEBHOOKS, AUDIT)
+__all__ = ["AUDIT", "AUTH", "BY_NAME", "CONTEXTS", "PROJECTIONS", "PROJECTION_OF_STREAM", "STREAMS"]
 BY_NAME: dict[str, Context[Any]] = {c.name: c for c in CONTEXTS}
 
 # Read models by the name `deployforge replay` takes.
 PROJECTIONS: dict[str, Callable[[], Projection]] = {
-    factory.name: factory  # type: ignore[attr-defined]
-    for context in CONTEXTS
-    for factory in context.projections
+    factory().name: factory for context in CONTEXTS for factory in context.projections
 }
 STREAMS: tuple[StreamSpec, ...] = tuple(spec for c in CONTEXTS for spec in c.streams)
 # Which read model answers a consistency token `<stream context>:<sequence>`.
 PROJECTION_OF_STREAM: dict[str, str] = {
-    factory.spec.context: factory.name  # type: ignore[attr-defined]
-    for context in CONTEXTS
-    for factory in context.projections
+    projection.spec.context: projection.name
+    for projection in (factory() for factory in PROJECTIONS.values())
+    if projection.answers_reads
 }

@@ -19,6 +19,7 @@ from gateway.middleware import MIDDLEWARES
 from gateway.openapi import api as meta_api
 from gateway.ratelimit import RateLimiter
 from gateway.routes import (
+    audit,
     auth,
     deployments,
     environments,
@@ -43,6 +44,7 @@ from services.deploy import instance_state
 log = structlog.get_logger("gateway")
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 ROUTE_TABLES = (
+    audit.api,
     auth.api,
     users.api,
     organizations.api,

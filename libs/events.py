@@ -35,6 +35,8 @@ class EventContext(msgspec.Struct, frozen=True, kw_only=True):
     """Who and what caused a batch of events; copied onto each event's metadata."""
 
     actor: str | None = None
+    # The API token the actor used (None: a login session, or the system).
+    credential: str | None = None
     organization_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
@@ -49,6 +51,7 @@ class EventMeta(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
     schema_version: int = 1
     actor: str | None = None
+    credential: str | None = None
     organization_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
@@ -71,6 +74,7 @@ H_EVENT_TYPE = "DF-Event-Type"
 H_SCHEMA_VERSION = "DF-Schema-Version"
 H_OCCURRED_AT = "DF-Occurred-At"
 H_ACTOR = "DF-Actor"
+H_CREDENTIAL = "DF-Credential"
 H_ORGANIZATION = "DF-Organization"
 H_CORRELATION = "DF-Correlation-Id"
 H_CAUSATION = "DF-Causation-Id"
@@ -78,6 +82,7 @@ H_TRACEPARENT = "traceparent"
 
 _OPTIONAL_HEADERS = (
     ("actor", H_ACTOR),
+    ("credential", H_CREDENTIAL),
     ("organization_id", H_ORGANIZATION),
     ("correlation_id", H_CORRELATION),
     ("causation_id", H_CAUSATION),

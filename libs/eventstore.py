@@ -166,6 +166,7 @@ class EventStore:
                 occurred_at=now,
                 schema_version=type(event).schema_version,
                 actor=ctx.actor,
+                credential=ctx.credential,
                 organization_id=ctx.organization_id,
                 correlation_id=ctx.correlation_id,
                 causation_id=ctx.causation_id,

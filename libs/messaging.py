@@ -71,6 +71,7 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
         """The metadata of the events this command causes: who, where, and its trace."""
         return EventContext(
             actor=self.principal.user_id if self.principal else None,
+            credential=self.principal.token_id if self.principal else None,
             organization_id=organization_id,
             correlation_id=self.request_id,
             traceparent=self.traceparent,

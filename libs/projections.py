@@ -42,7 +42,7 @@ from opentelemetry import trace
 
 from libs.consumers import pull
 from libs.database import connect, ensure_core_schema
-from libs.events import Event, EventCodec, Recorded, meta_from_headers
+from libs.events import Event, EventCodec, EventMeta, Recorded, meta_from_headers
 from libs.eventstore import EventStore, StreamSpec
 from libs.metrics import PROJECTED, PROJECTION_RETRIES, PROJECTION_STALLED
 from libs.tracing import extract_context
@@ -61,6 +61,13 @@ class Projection(abc.ABC):
     spec: StreamSpec
     ddl: str
     codecs: Mapping[str, EventCodec[Any]]
+    # Whether a consistency token of this stream waits for this read model (the
+    # one the stream's own context serves reads from; not the audit trail).
+    answers_reads: bool = True
+
+    def wants(self, meta: EventMeta) -> bool:
+        """Whether to decode and apply an event at all, from its metadata alone."""
+        return True
 
     @abc.abstractmethod
     async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
@@ -88,7 +95,7 @@ def decode(projection: Projection, msg: Msg, namespace: str) -> Recorded[Event] 
     """The recorded event in `msg`, or None for an aggregate this projection ignores."""
     meta = meta_from_headers(msg.subject, msg.headers or {}, namespace)
     codec = projection.codecs.get(meta.aggregate)
-    if codec is None:
+    if codec is None or not projection.wants(meta):
         return None
     event = codec.decode(msg.data, meta.event_type, meta.schema_version)
     return Recorded(meta=meta, event=event, seq=msg.metadata.sequence.stream)

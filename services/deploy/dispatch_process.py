@@ -100,6 +100,7 @@ class DispatchProcess:
         # What this causes is caused by the event: its correlation and trace go on.
         context = EventContext(
             actor=meta.actor,
+            credential=meta.credential,
             organization_id=org,
             correlation_id=meta.correlation_id,
             causation_id=meta.event_id,

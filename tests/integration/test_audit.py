@@ -1,0 +1,318 @@
+"""The audit trail: each change through the API leaves exactly one entry, with who,
+what (field names only), when and the request; never a secret; owners and admins only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import nats
+import pytest
+
+from libs.eventstore import EventStore
+from libs.projections import replay
+from services.audit.main import CONTEXT as AUDIT
+from tests.conftest import ADMIN_EMAIL, Stack
+
+CANARY = "canary-" + secrets.token_hex(8)
+
+
+@pytest.fixture
+async def audited(stack: Stack) -> Stack:
+    await stack.start_webhooks()
+    await stack.start("audit")
+    return stack
+
+
+async def _entries(stack: Stack, org: str, **query: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {**query, **({"cursor": cursor} if cursor else {}), "limit": "200"}
+        resp = await stack.client.get(
+            f"/v1/organizations/{org}/audit", params=params, headers=stack.auth()
+        )
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        found += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return found
+
+
+async def _call(
+    stack: Stack, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[str, Any]:
+    request_id = "req_audit_" + secrets.token_hex(6)
+    resp = await stack.client.request(
+        method,
+        path,
+        json=body,
+        headers={**stack.auth(token), "X-Request-Id": request_id},
+    )
+    assert resp.status < 300, f"{method} {path}: {resp.status} {await resp.text()}"
+    return request_id, (await resp.json() if resp.status != 204 else None)
+
+
+async def _one_entry(
+    stack: Stack, org: str, request_id: str, event_type: str, resource_id: str
+) -> dict[str, Any]:
+    for _ in range(300):
+        entries = [
+            e
+            for e in await _entries(stack, org, correlation_id=request_id)
+            if e["event_type"] == event_type and e["causation_id"] is None
+        ]
+        if entries:
+            break
+        await asyncio.sleep(0.05)
+    assert len(entries) == 1, (event_type, entries)
+    entry = entries[0]
+    assert entry["resource"]["id"] == resource_id, entry
+    assert entry["request_id"] == request_id
+    return entry
+
+
+async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> None:
+    stack, org = audited, audited.org_id
+    steps: list[tuple[str, str, Callable[[Any, dict[str, str]], str]]] = []
+    ids: dict[str, str] = {}
+
+    async def step(
+        method: str,
+        path: str,
+        body: Any,
+        event_type: str,
+        resource: Callable[[Any], str],
+        *,
+        in_org: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        request_id, reply = await _call(stack, method, path.format(**ids), body, token)
+        entry = await _one_entry(stack, in_org or org, request_id, event_type, resource(reply))
+        steps.append((method, path, lambda _r, _i: event_type))
+        return entry
+
+    env = await step(
+        "POST",
+        "/v1/environments",
+        {"name": "prod", "credentials": {"aws_secret_access_key": CANARY}},
+        "environment.created",
+        lambda r: ids.setdefault("env", r["id"]),
+    )
+    assert "credentials_sealed" in env["fields"] and env["actor"]["type"] == "user"
+    assert env["actor"]["user_email"] == ADMIN_EMAIL
+    await step(
+        "PATCH",
+        "/v1/environments/{env}",
+        {"region": "eu"},
+        "environment.updated",
+        lambda _: ids["env"],
+    )
+    await step(
+        "POST",
+        "/v1/projects",
+        {"name": "shop"},
+        "project.created",
+        lambda r: ids.setdefault("prj", r["id"]),
+    )
+    updated = await step(
+        "PATCH", "/v1/projects/{prj}", {"description": "x"}, "project.updated", lambda _: ids["prj"]
+    )
+    assert updated["fields"] == ["description"]
+    await step(
+        "POST",
+        "/v1/services",
+        {
+            "project_id": ids["prj"],
+            "name": "web",
+            "repository_url": "https://example.com/web.git",
+            "run_command": ["python", "app.py"],
+        },
+        "service.created",
+        lambda r: ids.setdefault("svc", r["id"]),
+    )
+    await step(
+        "PATCH", "/v1/services/{svc}", {"replicas": 2}, "service.updated", lambda _: ids["svc"]
+    )
+    for secret in (True, False):
+        await step(
+            "PUT",
+            "/v1/services/{svc}/env/API_KEY",
+            {"value": CANARY, "secret": secret},
+            "service.env_var_set",
+            lambda _: ids["svc"],
+        )
+    await step(
+        "DELETE",
+        "/v1/services/{svc}/env/API_KEY",
+        None,
+        "service.env_var_removed",
+        lambda _: ids["svc"],
+    )
+    await step(
+        "POST",
+        "/v1/services/{svc}/pipelines",
+        {"name": "ci", "steps": [{"name": "test", "command": ["true"]}]},
+        "pipeline.created",
+        lambda r: ids.setdefault("pipe", r["id"]),
+    )
+    await step(
+        "PATCH", "/v1/pipelines/{pipe}", {"name": "ci2"}, "pipeline.updated", lambda _: ids["pipe"]
+    )
+    await step(
+        "POST",
+        "/v1/services/{svc}/deployments",
+        {"environment_id": ids["env"]},
+        "deployment.created",
+        lambda r: ids.setdefault("dpl", r["id"]),
+    )
+    await step(
+        "POST", "/v1/deployments/{dpl}/cancel", None, "deployment.cancelled", lambda _: ids["dpl"]
+    )
+    await step("DELETE", "/v1/pipelines/{pipe}", None, "pipeline.deleted", lambda _: ids["pipe"])
+    await step(
+        "POST",
+        "/v1/webhooks",
+        {
+            "url": "https://example.com/hook",
+            "events": ["project.*"],
+            "secret": "whsec_" + "Q2FuYXJ5" * 4,
+        },
+        "webhook.created",
+        lambda r: ids.setdefault("hook", r["id"]),
+    )
+    await step(
+        "PATCH",
+        "/v1/webhooks/{hook}",
+        {"description": "d"},
+        "webhook.updated",
+        lambda _: ids["hook"],
+    )
+    await step(
+        "POST",
+        "/v1/webhooks/{hook}/rotate-secret",
+        {},
+        "webhook.secret_rotated",
+        lambda _: ids["hook"],
+    )
+    await step(
+        "POST",
+        "/v1/webhooks/{hook}/replay",
+        {"since": "2026-01-01T00:00:00Z"},
+        "webhook.replay_requested",
+        lambda _: ids["hook"],
+    )
+    await step("DELETE", "/v1/webhooks/{hook}", None, "webhook.deleted", lambda _: ids["hook"])
+    issued = await _call(
+        stack, "POST", "/v1/tokens", {"name": "ci-bot", "scopes": ["read", "write"]}
+    )
+    token_secret = issued[1]["token"]
+    await _one_entry(stack, org, issued[0], "token.issued", issued[1]["id"])
+    # A change made with the token names the token.
+    by_token = await step(
+        "POST",
+        "/v1/projects",
+        {"name": "by-token"},
+        "project.created",
+        lambda r: r["id"],
+        token=token_secret,
+    )
+    assert by_token["actor"]["type"] == "token"
+    assert (by_token["actor"]["id"], by_token["actor"]["name"]) == (issued[1]["id"], "ci-bot")
+    await step(
+        "DELETE", f"/v1/tokens/{issued[1]['id']}", None, "token.revoked", lambda _: issued[1]["id"]
+    )
+    added = await _call(
+        stack,
+        "POST",
+        "/v1/users",
+        {"email": "ann@example.com", "password": "long enough pw", "name": "Ann", "role": "viewer"},
+    )
+    ids["usr"] = added[1]["id"]
+    await _one_entry(stack, org, added[0], "organization.member_added", org)
+    await step(
+        "PATCH",
+        "/v1/organizations/{org}/members/{usr}".replace("{org}", org),
+        {"role": "deployer"},
+        "organization.member_role_changed",
+        lambda _: org,
+    )
+    await step("DELETE", "/v1/services/{svc}", None, "service.deleted", lambda _: ids["svc"])
+    await step("DELETE", "/v1/projects/{prj}", None, "project.deleted", lambda _: ids["prj"])
+    await step(
+        "DELETE", "/v1/environments/{env}", None, "environment.deleted", lambda _: ids["env"]
+    )
+
+    # No value of any of those changes is in the trail.
+    everything = json.dumps(await _entries(stack, org))
+    assert CANARY not in everything
+    assert token_secret not in everything
+    assert "Q2FuYXJ5" not in everything
+    assert len(steps) >= 25
+
+
+async def test_filters_paging_and_who_may_read(audited: Stack) -> None:
+    stack, org = audited, audited.org_id
+    for n in range(5):
+        await _call(stack, "POST", "/v1/projects", {"name": f"p{n}"})
+    for _ in range(300):
+        created = await _entries(stack, org, event_type="project.created")
+        if len(created) == 5:
+            break
+        await asyncio.sleep(0.05)
+    assert [e["resource"]["type"] for e in created] == ["project"] * 5
+    times = [e["occurred_at"] for e in created]
+    assert times == sorted(times, reverse=True)  # newest first
+    resp = await stack.client.get(
+        f"/v1/organizations/{org}/audit",
+        params={"event_type": "project.*", "limit": "2"},
+        headers=stack.auth(),
+    )
+    page = await resp.json()
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    mine = await _entries(stack, org, actor=stack.admin_id, resource_type="project")
+    assert {e["resource"]["id"] for e in created} <= {e["resource"]["id"] for e in mine}
+    assert await _entries(stack, org, actor="usr_nobody") == []
+
+    viewer = await stack.client.post(
+        "/v1/users",
+        json={"email": "vic@example.com", "password": "long enough pw", "name": "Vic"},
+        headers=stack.auth(),
+    )
+    assert viewer.status == 201
+    session = await stack.login("vic@example.com", "long enough pw")
+    denied = await stack.client.get("/v1/audit", headers=stack.auth(session["access_token"]))
+    assert denied.status == 403, await denied.text()
+    outsider = await stack.outsider()
+    hidden = await stack.client.get(f"/v1/organizations/{org}/audit", headers=outsider)
+    assert hidden.status == 404
+
+
+async def test_a_replayed_trail_equals_the_live_one(audited: Stack) -> None:
+    stack = audited
+    for n in range(3):
+        await _call(stack, "POST", "/v1/projects", {"name": f"r{n}"})
+    for _ in range(300):
+        if len(await _entries(stack, stack.org_id, event_type="project.created")) == 3:
+            break
+        await asyncio.sleep(0.05)
+    query = "SELECT * FROM audit_deploy.entries ORDER BY event_id"
+    conn = await asyncpg.connect(stack.suite.database_url)
+    try:
+        live = [dict(r) for r in await conn.fetch(query)]
+        nc = await nats.connect(stack.suite.nats_url)
+        try:
+            store = EventStore(nc.jetstream(), namespace=stack.suite.namespace)
+            factory = next(f for f in AUDIT.projections if f().name == "audit_deploy")
+            await replay(factory(), stack.suite.database_url, store)
+        finally:
+            await nc.close()
+        assert [dict(r) for r in await conn.fetch(query)] == live
+        assert len(live) >= 3
+    finally:
+        await conn.close()
