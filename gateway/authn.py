@@ -10,6 +10,7 @@ them as soon as it is stored, without waiting for the projection.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +79,10 @@ def bearer_credential(request: web.Request) -> str | None:
     return api_key.strip() if api_key else None
 
 
+# Seconds between looks for a signing key the read model does not have yet (~2 s in all).
+KEY_WAITS = (0.0, 0.1, 0.3, 0.6, 1.0)
+
+
 class Authenticator:
     def __init__(
         self,
@@ -97,6 +102,7 @@ class Authenticator:
         self.access_ttl = access_ttl
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_loaded_at = 0.0
+        self._keys_lock = asyncio.Lock()
         self._revoked_sessions: dict[str, float] = {}
         self._revoked_tokens: set[str] = set()
         self._verified: dict[str, dict[str, Any]] = {}
@@ -249,9 +255,21 @@ class Authenticator:
     # --- read-model lookups, cached briefly and invalidated by events --------------------
 
     async def _key(self, kid: str) -> jwt.PyJWK | None:
-        if kid not in self._keys and time.monotonic() - self._keys_loaded_at > 1.0:
-            await self._load_keys()
-        return self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        # A key added moments ago may not be in the read model yet (a first start
+        # under load: a login's token used at once): look again for a while. One
+        # load at a time, at most one per 50 ms, however many callers wait.
+        for delay in KEY_WAITS:
+            await asyncio.sleep(delay)
+            async with self._keys_lock:
+                if kid not in self._keys and time.monotonic() - self._keys_loaded_at > 0.05:
+                    await self._load_keys()
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+        return None
 
     async def _load_keys(self) -> None:
         rows = await self.pool.fetch(

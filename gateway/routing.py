@@ -92,6 +92,8 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
     decoder = _decoders.get(typ)
     if decoder is None:
         decoder = _decoders[typ] = msgspec.json.Decoder(typ)
+    # First: a refusal for an unknown field must not quote an unstorable name back.
+    storable.check_json(raw)
     try:
         body: T = decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -108,7 +110,6 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
         raise ValidationFailed(
             f"the body is nested deeper than {storable.MAX_DEPTH} levels", "$"
         ) from None
-    storable.check_json(raw)
     return body
 
 
@@ -142,11 +143,12 @@ def convert(data: dict[str, Any], typ: type[T]) -> T:
 
 
 def _field(exc: msgspec.ValidationError) -> str:
-    return validation_field(str(exc))
+    return storable.scrub(validation_field(str(exc)))
 
 
 def _message(exc: msgspec.ValidationError) -> str:
-    return validation_message(str(exc))
+    # An error names what it refused; never echo a character no store can hold.
+    return storable.scrub(validation_message(str(exc)))
 
 
 _encoder = msgspec.json.Encoder()

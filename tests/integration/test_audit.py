@@ -242,6 +242,38 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
         "organization.member_role_changed",
         lambda _: org,
     )
+    await step(
+        "POST",
+        "/v1/environments/{env}/deployments",
+        {"service_id": ids["svc"]},
+        "deployment.created",
+        lambda r: ids.setdefault("dpl2", r["id"]),
+    )
+    await step(
+        "POST", "/v1/deployments/{dpl2}/cancel", None, "deployment.cancelled", lambda _: ids["dpl2"]
+    )
+    await step(
+        "POST", "/v1/services/{svc}/tokens", {"name": "deployer"}, "token.issued", lambda r: r["id"]
+    )
+    second = await _call(stack, "POST", "/v1/organizations", {"name": "Second"})
+    ids["org2"] = second[1]["id"]
+    await _one_entry(stack, ids["org2"], second[0], "organization.created", ids["org2"])
+    await step(
+        "POST",
+        "/v1/organizations/{org2}/members",
+        {"user_id": ids["usr"], "role": "viewer"},
+        "organization.member_added",
+        lambda _: ids["org2"],
+        in_org=ids["org2"],
+    )
+    await step(
+        "DELETE",
+        "/v1/organizations/{org2}/members/{usr}",
+        None,
+        "organization.member_removed",
+        lambda _: ids["org2"],
+        in_org=ids["org2"],
+    )
     await step("DELETE", "/v1/services/{svc}", None, "service.deleted", lambda _: ids["svc"])
     await step("DELETE", "/v1/projects/{prj}", None, "project.deleted", lambda _: ids["prj"])
     await step(
@@ -253,7 +285,7 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
     assert CANARY not in everything
     assert token_secret not in everything
     assert "Q2FuYXJ5" not in everything
-    assert len(steps) >= 25
+    assert len(steps) >= 30
 
 
 async def test_filters_paging_and_who_may_read(audited: Stack) -> None:
