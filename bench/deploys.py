@@ -47,7 +47,7 @@ from bench.procs import Child, running, wait_until
 from bench.report import Table, fmt, fmt_ratio
 from bench.stack import ADMIN_EMAIL, ADMIN_PASSWORD, QUIET, auth_service, bootstrap_admin
 from bench.stats import Summary, ratio, summarize
-from deployforge.embedded import free_port
+from libs.embedded import free_port
 from libs.events import H_EVENT_TYPE, H_OCCURRED_AT
 from libs.eventstore import EventStore
 from libs.messaging import CommandBus

@@ -25,7 +25,7 @@ from bench.procs import Child, machine_cpu, running, wait_until
 from bench.report import Table, fmt, fmt_ratio
 from bench.stack import ADMIN_EMAIL, ADMIN_PASSWORD, QUIET, auth_service, bootstrap_admin
 from bench.stats import ratio, summarize
-from deployforge.embedded import free_port
+from libs.embedded import free_port
 from libs.testing import Servers, Suite, isolated_suite
 from services.auth.events import STREAM as AUTH_STREAM
 

@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 import nats
 
-from deployforge.embedded import EmbeddedNats, EmbeddedPostgres
+from libs.embedded import EmbeddedNats, EmbeddedPostgres
 from libs.testing import Servers
 
 

@@ -76,10 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "bootstrap":
         from deployforge.up import bootstrap_admin
+        from libs.settings import CoreSettings, load_settings
 
-        nats_url = os.environ.get("DEPLOYFORGE_NATS_URL", "nats://127.0.0.1:4222")
-        namespace = os.environ.get("DEPLOYFORGE_NAMESPACE", "")
-        asyncio.run(bootstrap_admin(nats_url, namespace, os.environ))
+        asyncio.run(bootstrap_admin(load_settings(CoreSettings), os.environ))
         return 0
     from deployforge.projections import BY_NAME
 

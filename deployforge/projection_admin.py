@@ -8,29 +8,19 @@ for good, in the live model and in every replay.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import asyncpg
 
-from deployforge.up import read_endpoints
+from deployforge.up import operator_settings
 from libs.database import connect, ensure_core_schema
-
-
-def _database_url(data_dir: Path) -> str | None:
-    return os.environ.get("DEPLOYFORGE_DATABASE_URL") or read_endpoints(data_dir).get(
-        "database_url"
-    )
 
 
 async def run_projections(
     action: str, name: str | None, seq: int | None, reason: str, data_dir: Path
 ) -> int:
-    database_url = _database_url(data_dir)
-    if not database_url:
-        print("set DEPLOYFORGE_DATABASE_URL, or run `deployforge up`")
-        return 2
-    conn = await connect(database_url)
+    # DEPLOYFORGE_* first, else the servers a running `up` in `data_dir` uses.
+    conn = await connect(operator_settings(data_dir).database_url)
     try:
         await ensure_core_schema(conn)
         if action == "status":

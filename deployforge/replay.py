@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-import nats
-
 from deployforge.projections import PROJECTIONS
-from deployforge.up import read_endpoints
+from deployforge.up import operator_settings
 from libs.eventstore import EventStore
+from libs.messaging import connect_nats
 from libs.projections import replay
 
 
@@ -19,17 +17,13 @@ async def run_replay(name: str, data_dir: Path) -> int:
     if factory is None:
         print(f"unknown projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}")
         return 2
-    found = read_endpoints(data_dir)
-    nats_url = os.environ.get("DEPLOYFORGE_NATS_URL") or found.get("nats_url")
-    database_url = os.environ.get("DEPLOYFORGE_DATABASE_URL") or found.get("database_url")
-    if not nats_url or not database_url:
-        print("set DEPLOYFORGE_NATS_URL and DEPLOYFORGE_DATABASE_URL, or run `deployforge up`")
-        return 2
-    nc = await nats.connect(nats_url)
+    # DEPLOYFORGE_* (credentials included) first, else the servers a running `up` uses.
+    settings = operator_settings(data_dir)
+    nc = await connect_nats(settings, "replay")
     try:
-        store = EventStore(nc.jetstream(), namespace=os.environ.get("DEPLOYFORGE_NAMESPACE", ""))
+        store = EventStore(nc.jetstream(), namespace=settings.namespace)
         started = time.perf_counter()
-        applied, position = await replay(factory(), database_url, store)
+        applied, position = await replay(factory(), settings.database_url, store)
     finally:
         await nc.close()
     elapsed = time.perf_counter() - started

@@ -22,14 +22,15 @@ import aiohttp
 import asyncpg
 import nats
 
-from deployforge.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from deployforge.projections import AUTH, CONTEXTS, STREAMS
 from deployforge.supervisor import Supervisor
 from libs.crypto import generate_master_key
 from libs.database import ensure_core_schema, ensure_database
+from libs.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from libs.errors import DomainError
 from libs.eventstore import EventStore
-from libs.messaging import CommandBus
+from libs.messaging import CommandBus, connect_nats
+from libs.settings import CoreSettings, load_settings
 
 ENDPOINTS_FILE = "endpoints.json"
 DEFAULT_ADMIN_EMAIL = "admin@deployforge.local"
@@ -54,6 +55,13 @@ def read_endpoints(data_dir: Path) -> dict[str, str]:
     """The servers a running `up` uses, so other commands (replay) can find them."""
     path = data_dir / ENDPOINTS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def operator_settings(data_dir: Path, environ: Mapping[str, str] | None = None) -> CoreSettings:
+    """The typed settings of an operator's command (replay, projections, bootstrap):
+    `DEPLOYFORGE_*` first, then the servers a running `up` in `data_dir` uses."""
+    found = {f"DEPLOYFORGE_{k.upper()}": v for k, v in read_endpoints(data_dir).items()}
+    return load_settings(CoreSettings, {**found, **(os.environ if environ is None else environ)})
 
 
 async def prepare(nats_url: str, database_url: str, namespace: str, replicas: int) -> None:
@@ -88,15 +96,15 @@ async def _wait_http_ok(url: str, supervisor: Supervisor, timeout: float = 60) -
     raise TimeoutError(f"{url} did not become ready in {timeout:.0f}s")
 
 
-async def bootstrap_admin(nats_url: str, namespace: str, environ: Mapping[str, str]) -> None:
+async def bootstrap_admin(settings: CoreSettings, environ: Mapping[str, str]) -> None:
     email = environ.get("DEPLOYFORGE_ADMIN_EMAIL") or DEFAULT_ADMIN_EMAIL
     password = environ.get("DEPLOYFORGE_ADMIN_PASSWORD") or None
     generated = password is None
     if password is None:
         password = secrets.token_urlsafe(18)
-    nc = await nats.connect(nats_url)
+    nc = await connect_nats(settings, "bootstrap")
     try:
-        bus = CommandBus(nc, namespace=namespace)
+        bus = CommandBus(nc, namespace=settings.namespace)
         result = await bus.request(
             "auth", "bootstrap_admin", {"email": email, "password": password}
         )
@@ -181,7 +189,17 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
         await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
             ready.result()
-            await bootstrap_admin(nats_url, namespace, environ)
+            await bootstrap_admin(
+                load_settings(
+                    CoreSettings,
+                    {
+                        **environ,
+                        "DEPLOYFORGE_NATS_URL": nats_url,
+                        "DEPLOYFORGE_NAMESPACE": namespace,
+                    },
+                ),
+                environ,
+            )
             _say(f"DeployForge is up: {base} (API docs {base}/docs); Ctrl-C stops it")
             _say(
                 f"metrics: {base}/metrics (gateway), http://127.0.0.1:{auth_metrics}/metrics (auth)"

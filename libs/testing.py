@@ -72,7 +72,7 @@ async def provision_servers(work_dir: Path) -> AsyncIterator[Servers]:
         async with _containers() as servers:
             yield servers
         return
-    from deployforge.embedded import EmbeddedNats, EmbeddedPostgres
+    from libs.embedded import EmbeddedNats, EmbeddedPostgres
 
     nats_server = EmbeddedNats(work_dir / "nats")
     postgres = EmbeddedPostgres(work_dir / "postgres", fsync=False)

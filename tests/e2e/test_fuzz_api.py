@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from deployforge.embedded import free_port
+from libs.embedded import free_port
 from tests.e2e.test_up import _login, _ready, _up
 
 FUZZ_SECONDS = int(os.environ.get("DEPLOYFORGE_FUZZ_SECONDS", "120"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from deployforge.embedded import free_port
+from libs.embedded import free_port
 
 EMAIL = "root@example.com"
 PASSWORD = "a very long password"

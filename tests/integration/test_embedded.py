@@ -14,8 +14,8 @@ import asyncpg
 import nats
 import pytest
 
-from deployforge.embedded import PG_SYSTEM_USER, EmbeddedNats, EmbeddedPostgres
 from deployforge.supervisor import Supervisor
+from libs.embedded import PG_SYSTEM_USER, EmbeddedNats, EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 
