@@ -37,6 +37,7 @@ from libs.ids import new_id
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.principal import Principal
 from libs.storable import check as check_text
+from libs.storable import scrub
 from libs.tracing import current_ids, extract_context
 
 log = structlog.get_logger("gateway")
@@ -221,8 +222,9 @@ async def stored_text(request: web.Request, handler: Handler) -> web.StreamRespo
     for name, value in request.match_info.items():
         check_text(value, name, **{"in": "path"})
     for name, value in request.query.items():
-        check_text(name, name, **{"in": "query"})
-        check_text(value, name, **{"in": "query"})
+        field = scrub(name)  # the refusal names the parameter, never quoting a NUL back
+        check_text(name, field, **{"in": "query"})
+        check_text(value, field, **{"in": "query"})
     for name in STORED_HEADERS:
         header = request.headers.get(name)
         if header is not None:

@@ -182,6 +182,10 @@ async def test_unstorable_path_query_and_header_values_are_422(stack: Stack) -> 
     resp = await stack.client.get("/v1/services?project_id=a%00b", headers=stack.auth())
     error = await _error(resp, 422)
     assert (error["details"]["field"], error["details"]["in"]) == ("project_id", "query")
+    resp = await stack.client.get("/v1/services?a%00b=1", headers=stack.auth())
+    error = await _error(resp, 422)
+    assert error["details"]["field"] == "a\ufffdb"  # named, not quoted back
+    assert "\x00" not in error["message"]
 
     # A header byte that is not UTF-8 reaches the app as a lone surrogate.
     host, port = stack.client.server.host, stack.client.server.port
