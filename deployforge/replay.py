@@ -9,7 +9,7 @@ from deployforge.projections import PROJECTIONS
 from deployforge.up import operator_settings
 from libs.eventstore import EventStore
 from libs.messaging import connect_nats
-from libs.projections import replay
+from libs.replay import replay
 
 
 async def run_replay(name: str, data_dir: Path) -> int:

@@ -92,17 +92,14 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
     decoder = _decoders.get(typ)
     if decoder is None:
         decoder = _decoders[typ] = msgspec.json.Decoder(typ)
-    # First: a refusal for an unknown field must not quote an unstorable name back.
+    # First: a refusal for an unknown field must not quote an unstorable name back, and
+    # a lone surrogate escape (which msgspec calls malformed) is named as a field here.
     storable.check_json(raw)
     try:
         body: T = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(_message(exc), _field(exc)) from None
     except msgspec.DecodeError as exc:
-        # A lone surrogate escape is well-formed JSON that msgspec refuses: name its field.
-        found = storable.locate_in_malformed(raw)
-        if found is not None:
-            raise ValidationFailed(f"{found[0]} {found[1]}", found[0]) from None
         raise ValidationFailed(f"malformed JSON: {exc}", "$", status=400) from None
     except UnicodeDecodeError:
         raise ValidationFailed("the body is not valid UTF-8", "$", status=400) from None

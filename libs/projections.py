@@ -21,7 +21,7 @@ live one.
 
 Tables are referred to unqualified; the runner sets `search_path` to the
 projection's schema, which is how `replay` builds a fresh copy beside the live
-one and swaps it in.
+one and swaps it in (libs/replay.py).
 """
 
 from __future__ import annotations
@@ -101,13 +101,13 @@ def decode(projection: Projection, msg: Msg, namespace: str) -> Recorded[Event] 
     return Recorded(meta=meta, event=event, seq=msg.metadata.sequence.stream)
 
 
-def _quote(ident: str) -> str:
+def quote_ident(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
 async def create_tables(conn: asyncpg.Connection, projection: Projection, schema: str) -> None:
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
-    await conn.execute(f"SET LOCAL search_path TO {_quote(schema)}")
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    await conn.execute(f"SET LOCAL search_path TO {quote_ident(schema)}")
     await conn.execute(projection.ddl)
 
 
@@ -140,7 +140,7 @@ async def apply_batch(
     return position
 
 
-async def _ensure_checkpoint(conn: asyncpg.Connection, name: str, stream: str) -> None:
+async def ensure_checkpoint(conn: asyncpg.Connection, name: str, stream: str) -> None:
     await conn.execute(
         "INSERT INTO deployforge.projection_checkpoints (projection, stream) VALUES ($1, $2) "
         "ON CONFLICT (projection) DO NOTHING",
@@ -149,7 +149,7 @@ async def _ensure_checkpoint(conn: asyncpg.Connection, name: str, stream: str) -
     )
 
 
-async def _lock_checkpoint(conn: asyncpg.Connection, name: str, schema: str) -> int:
+async def lock_checkpoint(conn: asyncpg.Connection, name: str, schema: str) -> int:
     """Hold the checkpoint row for this transaction and point search_path at `schema`.
 
     One round trip. Holding the row is what lets `replay` swap schemas without
@@ -159,12 +159,12 @@ async def _lock_checkpoint(conn: asyncpg.Connection, name: str, schema: str) -> 
         "SELECT position FROM deployforge.projection_checkpoints, "
         "  set_config('search_path', $2, true) WHERE projection = $1 FOR UPDATE",
         name,
-        _quote(schema),
+        quote_ident(schema),
     )
     return position
 
 
-async def _save_checkpoint(conn: asyncpg.Connection, name: str, position: int) -> None:
+async def save_checkpoint(conn: asyncpg.Connection, name: str, position: int) -> None:
     # Saved and announced in one round trip; the NOTIFY is delivered at commit.
     # Progress means any stall (always at the next event) is behind us.
     await conn.execute(
@@ -292,8 +292,8 @@ class ProjectionRunner:
     async def _prepare(self, conn: asyncpg.Connection) -> int:
         await ensure_core_schema(conn)
         async with conn.transaction():
-            await _ensure_checkpoint(conn, self.projection.name, self.stream)
-            position = await _lock_checkpoint(conn, self.projection.name, self.projection.schema)
+            await ensure_checkpoint(conn, self.projection.name, self.stream)
+            position = await lock_checkpoint(conn, self.projection.name, self.projection.schema)
             exists = await conn.fetchval(
                 "SELECT 1 FROM pg_namespace WHERE nspname = $1", self.projection.schema
             )
@@ -301,7 +301,7 @@ class ProjectionRunner:
                 # The read model was dropped: rebuild it from the first event.
                 log.info("projection_rebuilding", projection=self.projection.name)
                 position = 0
-                await _save_checkpoint(conn, self.projection.name, 0)
+                await save_checkpoint(conn, self.projection.name, 0)
             await create_tables(conn, self.projection, self.projection.schema)
         return position
 
@@ -348,7 +348,7 @@ class ProjectionRunner:
     async def _apply(self, conn: asyncpg.Connection, msgs: Sequence[Msg]) -> None:
         """Apply `msgs` and save the checkpoint in one transaction."""
         async with conn.transaction():
-            position = await _lock_checkpoint(conn, self.projection.name, self.projection.schema)
+            position = await lock_checkpoint(conn, self.projection.name, self.projection.schema)
             new = await apply_batch(
                 conn,
                 self.projection,
@@ -359,7 +359,7 @@ class ProjectionRunner:
                 skips=self.skips,
             )
             if new > position:
-                await _save_checkpoint(conn, self.projection.name, new)
+                await save_checkpoint(conn, self.projection.name, new)
         if new > position:
             PROJECTED.labels(self.projection.name).inc(
                 sum(1 for m in msgs if m.metadata.sequence.stream > position)
@@ -431,105 +431,3 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
-
-
-async def replay(
-    projection: Projection, dsn: str, store: EventStore, *, batch: int = 512
-) -> tuple[int, int]:
-    """Rebuild a read model from the first event into fresh tables, then swap it in.
-
-    Returns (events applied, final position). The live runner keeps serving
-    the old tables until the swap, which happens in one transaction holding
-    the checkpoint row, so readers never see a half-built model.
-    """
-    store.register(projection.spec)
-    stream = store.stream_name(projection.spec.context)
-    building = f"{projection.schema}__rebuild"
-    conn = await connect(dsn)
-    consumer = f"replay_{projection.name}"
-    js = store.js
-    try:
-        await ensure_core_schema(conn)
-        skips = await skipped(conn, projection.name)
-        await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(building)} CASCADE")
-        async with conn.transaction():
-            await create_tables(conn, projection, building)
-        try:
-            await js.delete_consumer(stream, consumer)
-        except nats.js.errors.NotFoundError:
-            pass
-        await js.add_consumer(
-            stream,
-            ConsumerConfig(
-                durable_name=consumer,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=60,
-            ),
-        )
-        sub = await js.pull_subscribe_bind(durable=consumer, stream=stream)
-        position = 0
-        applied = 0
-
-        async def catch_up(target: int) -> None:
-            nonlocal position, applied
-            while position < target:
-                msgs = await pull(sub, batch, 1.0)
-                if not msgs:
-                    if await store.last_sequence(projection.spec.context) <= position:
-                        return
-                    continue
-                async with conn.transaction():
-                    await conn.execute(f"SET LOCAL search_path TO {_quote(building)}")
-                    new = await apply_batch(
-                        conn,
-                        projection,
-                        building,
-                        msgs,
-                        store.namespace,
-                        position=position,
-                        skips=skips,
-                    )
-                applied += sum(1 for m in msgs if m.metadata.sequence.stream > position)
-                position = new
-
-        await catch_up(await store.last_sequence(projection.spec.context))
-        async with conn.transaction():
-            await _ensure_checkpoint(conn, projection.name, stream)
-            live = await _lock_checkpoint(conn, projection.name, building)
-            while position < live:
-                msgs = await pull(sub, batch, 5.0)
-                if not msgs:
-                    continue
-                new = await apply_batch(
-                    conn,
-                    projection,
-                    building,
-                    msgs,
-                    store.namespace,
-                    position=position,
-                    skips=skips,
-                )
-                applied += sum(1 for m in msgs if m.metadata.sequence.stream > position)
-                position = new
-            old = f"{projection.schema}__old"
-            await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(old)} CASCADE")
-            if await conn.fetchval(
-                "SELECT 1 FROM pg_namespace WHERE nspname = $1", projection.schema
-            ):
-                await conn.execute(
-                    f"ALTER SCHEMA {_quote(projection.schema)} RENAME TO {_quote(old)}"
-                )
-            await conn.execute(
-                f"ALTER SCHEMA {_quote(building)} RENAME TO {_quote(projection.schema)}"
-            )
-            await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(old)} CASCADE")
-            await _save_checkpoint(conn, projection.name, max(live, position))
-        await sub.unsubscribe()
-        return applied, max(live, position)
-    finally:
-        try:
-            await js.delete_consumer(stream, consumer)
-        except nats.js.errors.NotFoundError:
-            pass
-        await conn.close(timeout=2)

@@ -61,13 +61,10 @@ def _find(value: Any, path: str, depth: int) -> tuple[str, str] | None:
         value = msgspec.structs.asdict(value)
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if isinstance(key, str):
-                reason = unstorable(key)
-                if reason:
-                    return (f"{path}.{_printable(key)}", f"key {reason}")
-                found = _find(item, f"{path}.{key}", depth + 1)
-            else:
-                found = _find(item, f"{path}.{key}", depth + 1)
+            reason = unstorable(key) if isinstance(key, str) else None
+            if reason:
+                return (f"{path}.{_printable(key)}", f"key {reason}")
+            found = _find(item, f"{path}.{key}", depth + 1)
             if found:
                 return found
     elif isinstance(value, list | tuple | set | frozenset):
@@ -104,18 +101,6 @@ def check_json(data: bytes, path: str = "$") -> None:
     except ValueError:
         return  # malformed: the decoder that follows says so
     check(value, path)
-
-
-def locate_in_malformed(data: bytes) -> tuple[str, str] | None:
-    """For JSON msgspec refused: the field holding a lone surrogate escape, which
-    Python's json module accepts, or None when the document is malformed anyway."""
-    if _SUSPECT_JSON.search(data) is None:
-        return None
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return find_unstorable(value)
 
 
 def scrub(text: str) -> str:

@@ -14,7 +14,7 @@ import nats
 import pytest
 
 from libs.eventstore import EventStore
-from libs.projections import replay
+from libs.replay import replay
 from services.audit.main import CONTEXT as AUDIT
 from tests.conftest import ADMIN_EMAIL, Stack
 

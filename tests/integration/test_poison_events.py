@@ -24,7 +24,8 @@ from deployforge.projection_admin import run_projections
 from libs.events import EventMeta, meta_to_headers, utcnow
 from libs.eventstore import EventStore
 from libs.ids import new_id
-from libs.projections import ProjectionRunner, checkpoint, replay
+from libs.projections import ProjectionRunner, checkpoint
+from libs.replay import replay
 from services.auth.projection import AuthProjection
 from services.deploy.projection import DeployProjection
 from tests.conftest import Stack

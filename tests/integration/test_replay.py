@@ -9,7 +9,8 @@ import asyncpg
 import nats
 
 from libs.eventstore import EventStore
-from libs.projections import checkpoint, replay
+from libs.projections import checkpoint
+from libs.replay import replay
 from services.auth.projection import AuthProjection
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 

@@ -61,12 +61,12 @@ def test_given_an_event_with_nul_when_scrubbed_then_it_is_replaced() -> None:
     assert json.loads(storable.scrub_json(data)) == {"type": "project.created", "name": "a\ufffdb"}
 
 
-def test_given_a_lone_surrogate_escape_when_located_then_its_field_is_named() -> None:
-    assert storable.locate_in_malformed(b'{"a": {"b": "x\\ud800"}}') == (
-        "$.a.b",
-        "must not contain a lone surrogate (U+D800)",
-    )
-    assert storable.locate_in_malformed(b'{"a": ') is None
+def test_given_a_lone_surrogate_escape_when_checked_then_its_field_is_named() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        storable.check_json(b'{"a": {"b": "x\\ud800"}}')
+    assert caught.value.details["field"] == "$.a.b"
+    assert "lone surrogate (U+D800)" in caught.value.message
+    storable.check_json(b'{"a": ')  # malformed: left to the decoder that follows
 
 
 @given(st.dictionaries(ANY_TEXT, st.lists(ANY_TEXT, max_size=3), max_size=4))

@@ -9,7 +9,8 @@ import asyncpg
 import nats
 
 from libs.eventstore import EventStore
-from libs.projections import Projection, checkpoint, replay
+from libs.projections import Projection, checkpoint
+from libs.replay import replay
 from services.webhooks.projection import DeliveryProjection, WebhookProjection
 from tests.conftest import Stack
 from tests.integration.webhooks.conftest import (
