@@ -82,14 +82,24 @@ class Snapshots(Generic[S]):
     long history either. A snapshot is only a cache of what the events say: a
     load always reads every event after it, so a stale or missing one costs
     time, never correctness. The state type must be a msgspec Struct.
+
+    `shape` names the state's layout: raise it when a field is added that older
+    snapshots could not have filled from the events before them, and those are
+    left unread (each state is rebuilt from all its events once).
     """
 
     def __init__(
-        self, kind: AggregateType[S], kv: KeyValue | None = None, *, every: int = 100
+        self,
+        kind: AggregateType[S],
+        kv: KeyValue | None = None,
+        *,
+        every: int = 100,
+        shape: int = 1,
     ) -> None:
         self.kind = kind
         self.kv = kv
         self.every = every
+        self.shape = shape
         self._memory: dict[str, tuple[S, int]] = {}
         self._saved: dict[str, int] = {}
         self._decoder: msgspec.json.Decoder[_Snapshot[Any]] = msgspec.json.Decoder(
@@ -97,7 +107,9 @@ class Snapshots(Generic[S]):
         )
 
     def _key(self, aggregate_id: str) -> str:
-        return f"{self.kind.name}.{aggregate_id}"
+        if self.shape == 1:
+            return f"{self.kind.name}.{aggregate_id}"
+        return f"{self.kind.name}.s{self.shape}.{aggregate_id}"
 
     async def _snapshot(self, aggregate_id: str) -> tuple[S, int]:
         known = self._memory.get(aggregate_id)

@@ -70,6 +70,9 @@ class ProjectCreated(Event, frozen=True, kw_only=True, tag="project.created"):
     name: str
     slug: str
     description: str = ""
+    # Projects created before `project.service_added` existed do not list their
+    # services in their own history; their delete guard asks the read model.
+    lists_services: bool = False
 
 
 class ProjectUpdated(Event, frozen=True, kw_only=True, tag="project.updated"):
@@ -80,7 +83,14 @@ class ProjectDeleted(Event, frozen=True, kw_only=True, tag="project.deleted"):
     pass
 
 
-ProjectEvent = ProjectCreated | ProjectUpdated | ProjectDeleted
+class ProjectServiceAdded(Event, frozen=True, kw_only=True, tag="project.service_added"):
+    """A service is being created in the project: appended before `service.created`,
+    so that a project is never deleted while one of its services is being made."""
+
+    service_id: str
+
+
+ProjectEvent = ProjectCreated | ProjectUpdated | ProjectDeleted | ProjectServiceAdded
 
 
 # project_slug.<organization_id>.<slug> would need two tokens; the id is "<org>~<slug>".

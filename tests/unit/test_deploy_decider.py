@@ -320,6 +320,26 @@ def test_a_project_with_services_cannot_be_deleted() -> None:
     assert "2 service" in caught.value.message
 
 
+def test_a_service_begun_in_a_project_is_listed_in_its_history() -> None:
+    events = d.decide_add_service(project(), DEPLOYER, "org_1", "svc_1")
+
+    assert events == [ev.ProjectServiceAdded(service_id="svc_1")]
+    assert given(d.evolve_project, project(), *events).services == ("svc_1",)
+
+
+def test_a_service_listed_already_is_not_listed_twice() -> None:
+    listed = project(ev.ProjectServiceAdded(service_id="svc_1"))
+
+    assert d.decide_add_service(listed, DEPLOYER, "org_1", "svc_1") == []
+
+
+def test_no_service_is_begun_in_a_deleted_project_or_by_a_viewer() -> None:
+    with pytest.raises(NotFound):
+        d.decide_add_service(project(ProjectDeleted()), DEPLOYER, "org_1", "svc_1")
+    with pytest.raises(AuthorizationDenied):
+        d.decide_add_service(project(), VIEWER, "org_1", "svc_1")
+
+
 def test_deleting_a_project_needs_admin() -> None:
     with pytest.raises(AuthorizationDenied):
         d.decide_delete_project(project(), DEPLOYER, live_services=0)
@@ -1269,3 +1289,40 @@ def test_a_viewer_cannot_create_a_pipeline_and_an_outsider_cannot_see_the_servic
             Principal(user_id="usr_x", memberships={"org_2": "owner"}),
             _pipeline("tests"),
         )
+
+
+def test_each_key_remembers_its_deployments_in_arrival_order() -> None:
+    state = dispatch(
+        *running(("dep_1", "svc_1:env_1")),
+        *queued(("dep_2", "svc_2:env_1"), ("dep_3", "svc_1:env_1")),
+        SlotReleased(deployment_id="dep_1"),
+    )
+
+    assert d.earlier_deployments(state, "svc_1:env_1", before="dep_3") == ["dep_1"]
+    assert d.earlier_deployments(state, "svc_1:env_1", before="dep_9") == ["dep_3", "dep_1"]
+    assert d.earlier_deployments(state, "svc_2:env_1", before="dep_2") == []
+
+
+def test_a_key_remembers_only_its_last_deployments() -> None:
+    pairs = [(f"dep_{n}", "svc_1:env_1") for n in range(d.HISTORY + 5)]
+    state = dispatch(*queued(*pairs))
+
+    remembered = d.earlier_deployments(state, "svc_1:env_1", before="dep_x")
+    assert len(remembered) == d.HISTORY
+    assert remembered[0] == f"dep_{d.HISTORY + 4}"
+
+
+def test_a_service_is_in_progress_while_it_waits_or_holds_a_slot() -> None:
+    state = dispatch(
+        *running(("dep_1", "svc_1:env_1"), ("dep_2", "svc_12:env_1")),
+        *queued(("dep_3", "svc_1:env_2")),
+    )
+
+    assert sorted(d.in_progress(state, "svc_1")) == ["dep_1", "dep_3"]
+    after = given(
+        d.evolve_dispatch,
+        state,
+        SlotReleased(deployment_id="dep_1"),
+        SlotReleased(deployment_id="dep_3"),
+    )
+    assert d.in_progress(after, "svc_1") == []

@@ -14,25 +14,38 @@ from services.deploy.events import (
     SlotTaken,
 )
 
+HISTORY = 50  # deployments remembered per service and environment, for rollback
+
 
 class DispatchState(msgspec.Struct, frozen=True, kw_only=True):
     running: dict[str, str] = {}  # deployment id -> "<service>:<environment>"
     queue: tuple[tuple[str, str], ...] = ()  # (deployment id, key), in arrival order
+    # key -> the last HISTORY deployments queued for it, oldest first. One key runs
+    # one deployment at a time, in arrival order, so this is also the order they end.
+    history: dict[str, tuple[str, ...]] = {}
 
 
 def evolve_dispatch(state: DispatchState, event: Event) -> DispatchState:
     match event:
         case SlotQueued():
+            earlier = state.history.get(event.key, ())
             return msgspec.structs.replace(
-                state, queue=(*state.queue, (event.deployment_id, event.key))
+                state,
+                queue=(*state.queue, (event.deployment_id, event.key)),
+                history={
+                    **state.history,
+                    event.key: (*earlier, event.deployment_id)[-HISTORY:],
+                },
             )
         case SlotTaken():
-            return DispatchState(
+            return msgspec.structs.replace(
+                state,
                 running={**state.running, event.deployment_id: event.key},
                 queue=tuple(q for q in state.queue if q[0] != event.deployment_id),
             )
         case SlotReleased():
-            return DispatchState(
+            return msgspec.structs.replace(
+                state,
                 running={k: v for k, v in state.running.items() if k != event.deployment_id},
                 queue=tuple(q for q in state.queue if q[0] != event.deployment_id),
             )
@@ -73,3 +86,19 @@ def decide_release(state: DispatchState, *, deployment_id: str, limit: int) -> l
 def queue_positions(state: DispatchState) -> dict[str, int]:
     """Each waiting deployment's place in the queue, from 1."""
     return {deployment_id: n for n, (deployment_id, _) in enumerate(state.queue, start=1)}
+
+
+def in_progress(state: DispatchState, service_id: str) -> list[str]:
+    """The service's deployments that wait in the queue or hold a slot."""
+    prefix = f"{service_id}:"
+    waiting = [d for d, key in state.queue if key.startswith(prefix)]
+    return waiting + [d for d, key in state.running.items() if key.startswith(prefix)]
+
+
+def earlier_deployments(state: DispatchState, key: str, before: str) -> list[str]:
+    """The deployments of a service and environment queued before `before`, newest first
+    (all of those remembered when `before` is not among them)."""
+    ids = list(state.history.get(key, ()))
+    if before in ids:
+        ids = ids[: ids.index(before)]
+    return ids[::-1]

@@ -15,6 +15,7 @@ from libs.principal import Principal, require
 from services.deploy.events import (
     ProjectCreated,
     ProjectDeleted,
+    ProjectServiceAdded,
     ProjectSlugClaimed,
     ProjectUpdated,
 )
@@ -24,6 +25,8 @@ class ProjectState(msgspec.Struct, frozen=True, kw_only=True):
     project_id: str | None = None
     organization_id: str | None = None
     deleted: bool = False
+    lists_services: bool = False
+    services: tuple[str, ...] = ()  # every service ever begun in it, deleted or not
 
     @property
     def exists(self) -> bool:
@@ -33,7 +36,13 @@ class ProjectState(msgspec.Struct, frozen=True, kw_only=True):
 def evolve_project(state: ProjectState, event: Event) -> ProjectState:
     match event:
         case ProjectCreated():
-            return ProjectState(project_id=event.project_id, organization_id=event.organization_id)
+            return ProjectState(
+                project_id=event.project_id,
+                organization_id=event.organization_id,
+                lists_services=event.lists_services,
+            )
+        case ProjectServiceAdded():
+            return msgspec.structs.replace(state, services=(*state.services, event.service_id))
         case ProjectDeleted():
             return msgspec.structs.replace(state, deleted=True)
     return state
@@ -61,7 +70,19 @@ def decide_update_project(
     return [ProjectUpdated(changes=changes)] if changes else []
 
 
+def decide_add_service(
+    state: ProjectState, actor: Principal, organization_id: str, service_id: str
+) -> list[Event]:
+    require_project(state, actor, "write")
+    if state.organization_id != organization_id:
+        raise NotFound("project not found", {"field": "$.project_id"})
+    if service_id in state.services:
+        return []
+    return [ProjectServiceAdded(service_id=service_id)]
+
+
 def decide_delete_project(state: ProjectState, actor: Principal, live_services: int) -> list[Event]:
+    """`live_services`: how many of `state.services` exist and are not deleted."""
     require_project(state, actor, "admin")
     if live_services:
         raise Conflict(f"the project still has {live_services} service(s); delete them first")

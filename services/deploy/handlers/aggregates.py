@@ -50,7 +50,7 @@ class DeployDeps:
     ) -> None:
         self.store = store
         # The organization's queue is read on every create and finish: remembered.
-        self.dispatch = Snapshots(DISPATCH, snapshots)
+        self.dispatch = Snapshots(DISPATCH, snapshots, shape=2)  # 2: history per key
         self.box = box
         self.pool = pool
         self.max_running = max_running

@@ -247,6 +247,18 @@ async def create_deployment(
     )
 
 
+async def _last_good(deps: DeployDeps, current: d.DeploymentState) -> str | None:
+    """The newest deployment of the same service and environment, queued before
+    `current`, that succeeded: from the organization's queue and the deployments'
+    own histories."""
+    queue, _ = await deps.dispatch.load_state(deps.store, current.organization_id or "")
+    for earlier in d.earlier_deployments(queue, current.key, current.deployment_id or ""):
+        state, _ = await load_state(deps.store, DEPLOYMENTS, earlier)
+        if state.status == "succeeded":
+            return earlier
+    return None
+
+
 async def rollback(deps: DeployDeps, cmd: c.Rollback, ctx: CommandContext) -> Reply:
     actor = ctx.caller()
     current, _ = await load_state(deps.store, DEPLOYMENTS, cmd.deployment_id)
@@ -255,13 +267,7 @@ async def rollback(deps: DeployDeps, cmd: c.Rollback, ctx: CommandContext) -> Re
     require(actor, "deploy", current.organization_id)
     target_id = cmd.to_deployment_id
     if target_id is None:
-        target_id = await deps.pool.fetchval(
-            "SELECT id FROM deploy.deployments WHERE service_id = $1 AND environment_id = $2 "
-            "AND status = 'succeeded' AND id <> $3 ORDER BY finished_at DESC, id LIMIT 1",
-            current.service_id,
-            current.environment_id,
-            current.deployment_id,
-        )
+        target_id = await _last_good(deps, current)
         if target_id is None:
             raise NotFound(
                 "no earlier deployment succeeded to roll back to", {"field": "$.deployment_id"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from libs.aggregate import load_state
+from libs.aggregate import change, load_state, retry_on_conflict
 from libs.errors import ValidationFailed
 from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
@@ -137,6 +137,7 @@ async def create_project(deps: DeployDeps, cmd: c.CreateProject, ctx: CommandCon
         name=cmd.name,
         slug=slug,
         description=cmd.description,
+        lists_services=True,
     )
     events = d.decide_create_project(d.ProjectState(), actor, created)
     seq = await deps.store.append(
@@ -159,13 +160,38 @@ async def update_project(deps: DeployDeps, cmd: c.UpdateProject, ctx: CommandCon
 
 async def delete_project(deps: DeployDeps, cmd: c.DeleteProject, ctx: CommandContext) -> Reply:
     actor = ctx.caller()
-    live: int = await deps.pool.fetchval(
-        "SELECT count(*) FROM deploy.services WHERE project_id = $1 AND deleted_at IS NULL",
-        cmd.project_id,
-    )
-    return await _update(
-        deps, ctx, PROJECTS, cmd.project_id, lambda s: d.decide_delete_project(s, actor, live)
-    )
+
+    async def attempt() -> int | None:
+        project, version = await load_state(deps.store, PROJECTS, cmd.project_id)
+        live = await _live_services(deps, project, cmd.project_id)
+        events = d.decide_delete_project(project, actor, live)
+        return await deps.store.append(
+            "project",
+            cmd.project_id,
+            events,
+            expected_version=version,
+            context=ctx.event_context(project.organization_id),
+        )
+
+    seq = await retry_on_conflict(attempt)
+    return Reply(result=None, position=_position(seq) if seq else None)
+
+
+async def _live_services(deps: DeployDeps, project: d.ProjectState, project_id: str) -> int:
+    """How many of the project's services exist and are not deleted, from their events.
+    A service begun but never created (its command crashed between the two appends)
+    does not count."""
+    if not project.lists_services:  # a project from before `project.service_added`
+        legacy: int = await deps.pool.fetchval(
+            "SELECT count(*) FROM deploy.services WHERE project_id = $1 AND deleted_at IS NULL",
+            project_id,
+        )
+        return legacy
+    live = 0
+    for service_id in project.services:
+        service, _ = await load_state(deps.store, SERVICES, service_id)
+        live += service.exists
+    return live
 
 
 # --- services -----------------------------------------------------------------------------
@@ -194,13 +220,17 @@ async def create_service(deps: DeployDeps, cmd: c.CreateService, ctx: CommandCon
         dependencies=cmd.dependencies,
         owner=cmd.owner,
     )
+    org = project.organization_id or ""
+    await change(
+        deps.store,
+        PROJECTS,
+        cmd.project_id,
+        lambda p: d.decide_add_service(p, actor, org, service_id),
+        lambda _: ctx.event_context(org),
+    )
     events = d.decide_create_service(d.ServiceState(), project, actor, created)
     seq = await deps.store.append(
-        "service",
-        service_id,
-        events,
-        expected_version=0,
-        context=ctx.event_context(project.organization_id),
+        "service", service_id, events, expected_version=0, context=ctx.event_context(org)
     )
     return Reply(result=c.Created(id=service_id), position=_position(seq))
 
@@ -226,11 +256,11 @@ async def update_service(deps: DeployDeps, cmd: c.UpdateService, ctx: CommandCon
 
 async def delete_service(deps: DeployDeps, cmd: c.DeleteService, ctx: CommandContext) -> Reply:
     actor = ctx.caller()
-    active: int = await deps.pool.fetchval(
-        "SELECT count(*) FROM deploy.deployments WHERE service_id = $1 AND status = ANY($2)",
-        cmd.service_id,
-        sorted(d.ACTIVE),
-    )
+    service, _ = await load_state(deps.store, SERVICES, cmd.service_id)
+    active = 0
+    if service.organization_id:
+        queue, _ = await deps.dispatch.load_state(deps.store, service.organization_id)
+        active = len(d.in_progress(queue, cmd.service_id))
     return await _update(
         deps, ctx, SERVICES, cmd.service_id, lambda s: d.decide_delete_service(s, actor, active)
     )

@@ -344,3 +344,24 @@ async def test_a_service_token_deploys_its_own_service_only(stack: Stack) -> Non
         f"/v1/services/{mine['id']}", json={"name": "x"}, headers=key
     )
     assert refused.status == 403
+
+
+async def test_delete_guards_read_the_events_not_the_read_model(stack: Stack) -> None:
+    # Each refusal comes right after the change it depends on, before any read model
+    # could have applied it: the guards decide from the aggregates' own histories.
+    env = await _env(stack)
+    project = await _project(stack)
+    service = await _service(stack, project["id"])
+    refused = await stack.client.delete(f"/v1/projects/{project['id']}", headers=stack.auth())
+    assert refused.status == 409, await refused.text()
+    assert "1 service" in (await refused.json())["error"]["message"]
+
+    deployment = await _deploy(stack, service["id"], env["id"])
+    busy = await stack.client.delete(f"/v1/services/{service['id']}", headers=stack.auth())
+    assert busy.status == 409, await busy.text()
+
+    await _ok(
+        await stack.client.post(f"/v1/deployments/{deployment['id']}/cancel", headers=stack.auth())
+    )
+    await _ok(await stack.client.delete(f"/v1/services/{service['id']}", headers=stack.auth()), 204)
+    await _ok(await stack.client.delete(f"/v1/projects/{project['id']}", headers=stack.auth()), 204)
