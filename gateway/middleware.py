@@ -41,6 +41,7 @@ from libs.storable import scrub
 from libs.tracing import current_ids, extract_context
 
 log = structlog.get_logger("gateway")
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 tracer = trace.get_tracer("deployforge.gateway")
 
 PRINCIPAL = keys.PRINCIPAL
@@ -88,6 +89,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     ):
         response = await handler(request)
         ids = current_ids()
+        # One line per change asked for (reads only at debug: they are most requests).
+        access = log.debug if request.method in _READS else log.info
+        access(
+            "request",
+            method=request.method,
+            route=route_name,
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
     response.headers["X-Request-Id"] = request_id
     if ids is not None:
         response.headers["traceparent"] = f"00-{ids[0]}-{ids[1]}-01"

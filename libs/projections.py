@@ -45,7 +45,7 @@ from libs.database import connect, ensure_core_schema
 from libs.events import Event, EventCodec, EventMeta, Recorded, meta_from_headers
 from libs.eventstore import EventStore, StreamSpec
 from libs.metrics import PROJECTED, PROJECTION_RETRIES, PROJECTION_STALLED
-from libs.tracing import extract_context
+from libs.tracing import continued
 
 log = structlog.get_logger("projection")
 tracer = trace.get_tracer("deployforge.projections")
@@ -84,10 +84,7 @@ class Projection(abc.ABC):
 @contextlib.contextmanager
 def traced(recorded: Recorded[Event]) -> Iterator[None]:
     """A span for projecting `recorded`: the trace of the request that caused it goes on."""
-    parent = extract_context({"traceparent": recorded.meta.traceparent or ""})
-    with tracer.start_as_current_span(
-        f"project {recorded.meta.event_type}", context=parent, kind=trace.SpanKind.CONSUMER
-    ):
+    with continued(tracer, f"project {recorded.meta.event_type}", recorded.meta.traceparent):
         yield
 
 

@@ -6,7 +6,8 @@ into and extracted from NATS message headers here, once, for every process.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import contextlib
+from collections.abc import Iterator, Mapping, MutableMapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -14,6 +15,7 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.trace import Span, SpanKind
 
 
 def configure_tracing(service: str, *, console: bool = False) -> None:
@@ -43,3 +45,26 @@ def current_ids() -> tuple[str, str] | None:
     if not ctx.is_valid:
         return None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def current_traceparent() -> str | None:
+    """The current span as a W3C `traceparent`, for what it causes to carry on."""
+    return inject_headers({}).get("traceparent")
+
+
+@contextlib.contextmanager
+def continued(
+    tracer: trace.Tracer,
+    name: str,
+    traceparent: str | None,
+    *,
+    kind: SpanKind = SpanKind.CONSUMER,
+    **attributes: str | int | bool,
+) -> Iterator[Span]:
+    """A span for work an event started: the trace of the request behind it goes on
+    (a fresh trace when the event carries none)."""
+    parent = extract_context({"traceparent": traceparent or ""})
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes
+    ) as span:
+        yield span

@@ -90,6 +90,8 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     next_attempt_at: datetime | None
     last_status_code: int | None
     last_error: str | None
+    # The X-Request-Id of the API call behind the event (None for the system's own).
+    correlation_id: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -253,7 +255,8 @@ class DeliveryFilters(msgspec.Struct, frozen=True, kw_only=True):
 # One statement, so that a delivery's status and its attempts come from one snapshot.
 _DELIVERIES = (
     "SELECT id, webhook_id, event_id, event_type, status, next_attempt_at, last_status_code,"
-    " last_error, created_at, updated_at, coalesce((SELECT json_agg(json_build_object("
+    " last_error, correlation_id, created_at, updated_at,"
+    " coalesce((SELECT json_agg(json_build_object("
     "  'attempt', a.attempt, 'attempted_at', a.attempted_at, 'succeeded', a.succeeded,"
     "  'status_code', a.status_code, 'latency_ms', a.latency_ms,"
     "  'response_excerpt', a.response_excerpt, 'error', a.error,"

@@ -18,21 +18,25 @@ an event only once its steps are done.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
 
 from libs.aggregate import load_state
 from libs.consumers import DurableConsumer
 from libs.errors import DomainError
-from libs.events import EventContext, meta_from_headers
+from libs.events import EventCodec, EventContext, EventMeta, meta_from_headers
+from libs.tracing import continued, current_traceparent
 from services.deploy.events import CODECS, STREAM
 from services.deploy.handlers.aggregates import DEPLOYMENTS, DeployDeps
 from services.deploy.handlers.deployments import carry_out
 from services.deploy.reconcile import WATCHED, deployment_of, reconcile
 
 log = structlog.get_logger("deploy.dispatch")
+tracer = trace.get_tracer("deployforge.deploy")
 
 DURABLE = "deploy_dispatch"
 
@@ -85,6 +89,14 @@ class DispatchProcess:
         codec = CODECS.get(meta.aggregate)
         if codec is None:
             return
+        with (
+            continued(tracer, f"dispatch after {meta.event_type}", meta.traceparent),
+            structlog.contextvars.bound_contextvars(correlation_id=meta.correlation_id),
+        ):
+            await self._reconcile(msg, meta, codec)
+
+    async def _reconcile(self, msg: Msg, meta: EventMeta, codec: EventCodec[Any]) -> None:
+        store = self.deps.store
         event = codec.decode(msg.data, meta.event_type, meta.schema_version)
         deployment_id = deployment_of(meta.aggregate, meta.aggregate_id, event)
         if deployment_id is None:
@@ -104,7 +116,7 @@ class DispatchProcess:
             organization_id=org,
             correlation_id=meta.correlation_id,
             causation_id=meta.event_id,
-            traceparent=meta.traceparent,
+            traceparent=current_traceparent(),
         )
         log.info(
             "dispatch_step",

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import structlog
+from opentelemetry import trace
 
 from libs.crypto import SecretBox
 from libs.events import EventContext
@@ -30,6 +31,7 @@ from services.webhooks.directory import Directory
 from services.webhooks.sender import Sender
 
 log = structlog.get_logger("webhooks.courier")
+tracer = trace.get_tracer("deployforge.webhooks")
 
 SECRET_PURPOSE = "webhook-secret"
 ACTOR = "system:webhooks"
@@ -203,15 +205,27 @@ class Courier:
         raw = body.encode()
         secrets = [self._open(s) for s in hook.secrets_at(now)]
         headers = signing.headers(secrets, delivery_id, int(now.timestamp()), raw)
-        outcome = await self.sender.post(hook.url, headers, raw)
-        WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
-        WEBHOOK_LATENCY.observe(outcome.latency_ms / 1000)
-        if not outcome.succeeded:
+        with tracer.start_as_current_span(
+            "webhook attempt",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "deployforge.delivery_id": delivery_id,
+                "deployforge.webhook_id": hook.webhook_id or "",
+            },
+        ) as span:
+            outcome = await self.sender.post(hook.url, headers, raw)
+            if outcome.status_code is not None:
+                span.set_attribute("http.response.status_code", outcome.status_code)
+            if not outcome.succeeded:
+                span.set_status(trace.StatusCode.ERROR, outcome.error or "")
+            WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
+            WEBHOOK_LATENCY.observe(outcome.latency_ms / 1000)
             log.info(
-                "delivery_attempt_failed",
+                "delivery_attempted" if outcome.succeeded else "delivery_attempt_failed",
                 delivery_id=delivery_id,
                 webhook_id=hook.webhook_id,
                 status_code=outcome.status_code,
+                latency_ms=round(outcome.latency_ms, 1),
                 error=outcome.error,
             )
         return outcome

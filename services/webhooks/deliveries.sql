@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at       timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL
 );
+-- The request behind the event delivered (its X-Request-Id), to follow it end to end.
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS correlation_id text;
 CREATE INDEX IF NOT EXISTS deliveries_webhook ON deliveries (webhook_id, created_at, id);
 
 CREATE TABLE IF NOT EXISTS attempts (

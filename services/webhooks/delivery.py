@@ -28,11 +28,13 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
 
 from libs.aggregate import load_state
 from libs.consumers import DurableConsumer
 from libs.events import H_EVENT_TYPE, EventContext, Recorded, meta_from_headers
 from libs.eventstore import ConcurrencyError, EventStore
+from libs.tracing import continued, current_traceparent
 from services.webhooks import decider as d
 from services.webhooks.courier import ACTOR, Courier
 from services.webhooks.directory import Directory
@@ -46,6 +48,7 @@ from services.webhooks.fanout import receivers, schedule
 from services.webhooks.payloads import translate
 
 log = structlog.get_logger("webhooks.delivery")
+tracer = trace.get_tracer("deployforge.webhooks")
 
 DURABLE = "webhooks_delivery"
 
@@ -145,6 +148,14 @@ class DeliveryWorker:
 
     async def _attempt(self, msg: Msg) -> None:
         recorded = self._decode(msg)
+        meta = recorded.meta
+        with (
+            continued(tracer, f"deliver after {meta.event_type}", meta.traceparent),
+            structlog.contextvars.bound_contextvars(correlation_id=meta.correlation_id),
+        ):
+            await self._attempt_traced(msg, recorded)
+
+    async def _attempt_traced(self, msg: Msg, recorded: Recorded[Any]) -> None:
         seq = recorded.seq
         if recorded.meta.event_type == "delivery.scheduled" and msg.metadata.num_delivered == 1:
             state, version = d.evolve_delivery(d.DeliveryState(), recorded.event), seq
@@ -168,7 +179,7 @@ class DeliveryWorker:
                 if hook is None or hook.deleted
                 else "the webhook is disabled"
             )
-            await self._append(state, version, d.decide_abandon(state, reason))
+            await self._append(state, version, d.decide_abandon(state, reason), recorded)
             await msg.ack()
             return
         if self.courier.lane(hook).full:
@@ -182,7 +193,7 @@ class DeliveryWorker:
             self.courier.policy.schedule,
             jitter=random.uniform(-1.0, 1.0),  # noqa: S311 (jitter)
         )
-        await self._append(state, version, events)
+        await self._append(state, version, events, recorded)
         await self.courier.record_health(hook, outcome)
         await msg.ack()
 
@@ -191,17 +202,26 @@ class DeliveryWorker:
         event = CODECS["delivery"].decode(msg.data, meta.event_type, meta.schema_version)
         return Recorded(meta=meta, event=event, seq=msg.metadata.sequence.stream)
 
-    async def _append(self, state: d.DeliveryState, version: int, events: Sequence[Any]) -> None:
+    async def _append(
+        self,
+        state: d.DeliveryState,
+        version: int,
+        events: Sequence[Any],
+        cause: Recorded[Any],
+    ) -> None:
         if not events:
             return
         assert state.delivery_id is not None
+        context = EventContext(
+            actor=ACTOR,
+            organization_id=state.organization_id,
+            correlation_id=cause.meta.correlation_id,
+            causation_id=cause.meta.event_id,
+            traceparent=current_traceparent(),
+        )
         try:
             await self.store.append(
-                "delivery",
-                state.delivery_id,
-                events,
-                expected_version=version,
-                context=EventContext(actor=ACTOR, organization_id=state.organization_id),
+                "delivery", state.delivery_id, events, expected_version=version, context=context
             )
         except ConcurrencyError:
             # A redeliver or another replica moved it on; that event drives what follows.

@@ -26,10 +26,12 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
 
 from libs.consumers import DurableConsumer
 from libs.events import Event, EventCodec, Recorded, meta_from_headers
 from libs.eventstore import ConcurrencyError, EventStore, StreamSpec
+from libs.tracing import continued
 from services.deploy import events as deploy
 from services.webhooks import decider as d
 from services.webhooks import events as hooks
@@ -45,6 +47,7 @@ from services.webhooks.fanout import (
 from services.webhooks.payloads import PublicEvent
 
 log = structlog.get_logger("webhooks.dispatcher")
+tracer = trace.get_tracer("deployforge.webhooks")
 
 # The streams whose events are delivered, and the aggregates in them that matter.
 SOURCES: tuple[tuple[StreamSpec, dict[str, EventCodec[Event]]], ...] = (
@@ -140,9 +143,18 @@ class Dispatcher:
             public = await self.translator.translate(recorded) if recorded else None
             if public is not None:
                 hooks_ = receivers(self.directory.of_organization(public.organization_id), public)
-                # A redelivered event may have been attempted already: record only.
-                first_time = msg.metadata.num_delivered == 1
-                await asyncio.gather(*(self._deliver(h, public, first_time) for h in hooks_))
+                if hooks_:
+                    # A redelivered event may have been attempted already: record only.
+                    first_time = msg.metadata.num_delivered == 1
+                    with (
+                        continued(tracer, f"fan out {public.type}", public.traceparent),
+                        structlog.contextvars.bound_contextvars(
+                            correlation_id=public.correlation_id
+                        ),
+                    ):
+                        await asyncio.gather(
+                            *(self._deliver(h, public, first_time) for h in hooks_)
+                        )
             await msg.ack()
         except Exception:
             # Unacknowledged: redelivered after the ack wait, and scheduling is idempotent.

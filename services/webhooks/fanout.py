@@ -23,6 +23,7 @@ import nats.js.errors
 from libs.aggregate import AggregateType, load_state
 from libs.events import Event, EventCodec, EventContext, Recorded, meta_from_headers
 from libs.eventstore import ConcurrencyError, EventStore
+from libs.tracing import current_traceparent
 from services.deploy import events as deploy
 from services.webhooks import catalog
 from services.webhooks.decider import (
@@ -80,7 +81,13 @@ def scheduled_for(hook: WebhookState, event: PublicEvent) -> DeliveryScheduled:
 
 
 def delivery_context(event: PublicEvent) -> EventContext:
-    return EventContext(organization_id=event.organization_id, causation_id=event.event_id)
+    """A delivery is caused by its event and goes on with the event's request and trace."""
+    return EventContext(
+        organization_id=event.organization_id,
+        causation_id=event.event_id,
+        correlation_id=event.correlation_id,
+        traceparent=current_traceparent() or event.traceparent,
+    )
 
 
 async def schedule(
@@ -90,16 +97,18 @@ async def schedule(
     *,
     requeue: str | None = None,
     once: bool = False,
+    context: EventContext | None = None,
 ) -> bool:
     """Schedule `event` for `hook`; True if this call scheduled (or requeued) it.
 
     Already scheduled: nothing happens, unless `requeue` names why it must be
     sent again (a replay), which starts it on a fresh retry schedule; with
     `once`, only if it was not scheduled or requeued for that reason before.
+    `context`: who asked, when a person did (a test ping); the event's otherwise.
     """
     scheduled = msgspec.structs.replace(scheduled_for(hook, event), reason=requeue)
     delivery_id = scheduled.delivery_id
-    context = delivery_context(event)
+    context = context or delivery_context(event)
     try:
         await store.append(
             "delivery",

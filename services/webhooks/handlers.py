@@ -176,9 +176,16 @@ async def test_webhook(deps: WebhookDeps, cmd: c.TestWebhook, ctx: CommandContex
         organization_id=state.organization_id,
         occurred_at=deps.clock(),
         data={"webhook_id": state.webhook_id, "message": "DeployForge test event"},
+        correlation_id=ctx.request_id,
+        traceparent=ctx.traceparent,
     )
     # A ping reaches a disabled endpoint too: it is how one checks it before enabling it.
-    await schedule(deps.store, msgspec.structs.replace(state, active=True), ping)
+    await schedule(
+        deps.store,
+        msgspec.structs.replace(state, active=True),
+        ping,
+        context=ctx.event_context(state.organization_id),
+    )
     return Reply(result=c.Accepted(id=delivery_id_for(state.webhook_id, ping.event_id)))
 
 

@@ -27,6 +27,9 @@ class PublicEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
     # The endpoint this event is about: it is never delivered to that endpoint.
     about_webhook: str | None = None
+    # The request behind it (its id) and its trace, carried on to the delivery.
+    correlation_id: str | None = None
+    traceparent: str | None = None
 
 
 class DeploymentFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,9 +66,17 @@ def facts_of(recorded: Recorded[Event]) -> DeploymentFacts | None:
 
 
 def body(event: PublicEvent) -> str:
-    """The JSON a receiver gets: `{"type", "timestamp", "data"}`."""
+    """The JSON a receiver gets: `{"type", "timestamp", "data", "metadata"}`; the
+    metadata names the event and the request behind it (`correlation_id`, the
+    `X-Request-Id` of the API call that caused it)."""
+    metadata = {"event_id": event.event_id, "correlation_id": event.correlation_id}
     return msgspec.json.encode(
-        {"type": event.type, "timestamp": event.occurred_at, "data": event.data}
+        {
+            "type": event.type,
+            "timestamp": event.occurred_at,
+            "data": event.data,
+            "metadata": metadata,
+        }
     ).decode()
 
 
@@ -295,4 +306,6 @@ def translate(recorded: Recorded[Event], facts: DeploymentFacts | None) -> Publi
         occurred_at=meta.occurred_at,
         data=data,
         about_webhook=about,
+        correlation_id=meta.correlation_id,
+        traceparent=meta.traceparent,
     )

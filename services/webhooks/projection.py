@@ -206,16 +206,19 @@ async def _insert_scheduled(
                 code,
                 error,
                 at,
+                recorded.meta.correlation_id,
             )
         )
     await conn.execute(
         "INSERT INTO deliveries (id, webhook_id, organization_id, event_id, event_type, status,"
-        " attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at)"
-        " SELECT i, w, o, e, t, s, n, d, c, x, a, a FROM unnest($1::text[], $2::text[],"
+        " attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at,"
+        " correlation_id)"
+        " SELECT i, w, o, e, t, s, n, d, c, x, a, a, r FROM unnest($1::text[], $2::text[],"
         " $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[],"
-        " $9::int[], $10::text[], $11::timestamptz[]) AS r(i, w, o, e, t, s, n, d, c, x, a)"
+        " $9::int[], $10::text[], $11::timestamptz[], $12::text[])"
+        " AS u(i, w, o, e, t, s, n, d, c, x, a, r)"
         " ON CONFLICT DO NOTHING",
-        *_columns(deliveries, 11),
+        *_columns(deliveries, 12),
     )
     if attempts:
         await conn.execute(

@@ -74,7 +74,8 @@ def test_deployment_completed_carries_what_the_seeds_show() -> None:
     assert public.data["commit_hash"] == "abc123"
     assert public.data["project_id"] == "prj_1" and public.data["status"] == "succeeded"
     sent = msgspec.json.decode(body(public))
-    assert set(sent) == {"type", "timestamp", "data"}
+    assert set(sent) == {"type", "timestamp", "data", "metadata"}
+    assert sent["metadata"] == {"event_id": public.event_id, "correlation_id": None}
     assert sent["timestamp"].startswith("2026-11-01T12:00:42")
     # Internal bookkeeping is not announced.
     assert translate(recorded("deployment", "dpl_1", deploy.DeploymentDispatched()), facts) is None
