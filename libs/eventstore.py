@@ -50,6 +50,10 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
 
     context: str
     aggregates: tuple[str, ...]
+    # Aggregates and event types that record how a change was carried out (a queue
+    # slot, a unique-name claim), not a change anyone asked for: the audit trail
+    # leaves them out.
+    bookkeeping: frozenset[str] = frozenset()
 
 
 class Loaded(msgspec.Struct, Generic[E], frozen=True, kw_only=True):

@@ -6,7 +6,8 @@ swapped like any read model; the gateway reads them as one. An entry holds who
 (user, and the API token when one was used), what (event type, resource type
 and id, the names of the fields it set or changed), when, and the request's
 correlation id; never a value, so no secret can reach it. Events of the system
-(no actor, or a `system:` actor) are not changes anyone made.
+(no actor, or a `system:` actor) are not changes anyone made, nor is a stream's
+bookkeeping (`StreamSpec.bookkeeping`: queue slots, unique-name claims).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class AuditProjection(Projection):
 
     def wants(self, meta: EventMeta) -> bool:
         # Most deliveries' events are the system's: skipped before they are decoded.
-        return meta.actor is not None and not meta.actor.startswith("system:")
+        if meta.actor is None or meta.actor.startswith("system:"):
+            return False
+        skipped = self.spec.bookkeeping
+        return meta.aggregate not in skipped and meta.event_type not in skipped
 
     async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
         meta = recorded.meta

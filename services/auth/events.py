@@ -23,6 +23,7 @@ STREAM = StreamSpec(
         "keyring",
         "bootstrap",
     ),
+    bookkeeping=frozenset({"user_email", "org_slug", "keyring"}),
 )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import argon2
+import msgspec
 
 from libs.aggregate import AggregateType, load_state, retry_on_conflict
 from libs.credentials import new_refresh_token, new_token, parse_refresh_token
@@ -245,7 +246,15 @@ async def logout(deps: AuthDeps, cmd: Logout, ctx: CommandContext) -> Reply:
         if not events:
             return Reply(result=None)
         seq = await deps.store.append(
-            "session", target, events, expected_version=version, context=ctx.event_context()
+            "session",
+            target,
+            events,
+            expected_version=version,
+            # Logging out with the refresh token alone: the session's user did it.
+            context=msgspec.structs.replace(
+                ctx.event_context(state.organization_id),
+                actor=ctx.principal.user_id if ctx.principal else state.user_id,
+            ),
         )
         return Reply(result=None, position=_position(seq))
 
@@ -508,7 +517,11 @@ async def revoke_token(deps: AuthDeps, cmd: RevokeToken, ctx: CommandContext) ->
             cmd.token_id,
             events,
             expected_version=version,
-            context=ctx.event_context(state.organization_id),
+            # Logging out with the refresh token alone: the session's user did it.
+            context=msgspec.structs.replace(
+                ctx.event_context(state.organization_id),
+                actor=ctx.principal.user_id if ctx.principal else state.user_id,
+            ),
         )
         return Reply(result=None, position=_position(seq))
 

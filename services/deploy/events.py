@@ -24,6 +24,15 @@ STREAM = StreamSpec(
         "project_slug",
         "pipeline",
     ),
+    bookkeeping=frozenset(
+        {
+            "dispatch",
+            "project_slug",
+            "project.service_added",
+            "deployment.queued",
+            "deployment.dispatched",
+        }
+    ),
 )
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,7 +19,8 @@ import pytest
 from libs.eventstore import EventStore
 from libs.replay import replay
 from services.audit.main import CONTEXT as AUDIT
-from tests.conftest import ADMIN_EMAIL, Stack
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
+from tests.integration.deploy.test_agent_deploys import commit_version, make_service
 
 CANARY = "canary-" + secrets.token_hex(8)
 
@@ -44,22 +48,34 @@ async def _entries(stack: Stack, org: str, **query: str) -> list[dict[str, Any]]
             return found
 
 
+REQUESTS: list[str] = []  # every request id a test made: each leaves one entry
+
+
 async def _call(
-    stack: Stack, method: str, path: str, body: Any = None, token: str | None = None
+    stack: Stack,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    *,
+    form: dict[str, str] | None = None,
+    anonymous: bool = False,
 ) -> tuple[str, Any]:
     request_id = "req_audit_" + secrets.token_hex(6)
+    REQUESTS.append(request_id)
     resp = await stack.client.request(
         method,
         path,
-        json=body,
-        headers={**stack.auth(token), "X-Request-Id": request_id},
+        json=body if form is None else None,
+        data=form,
+        headers={**({} if anonymous else stack.auth(token)), "X-Request-Id": request_id},
     )
     assert resp.status < 300, f"{method} {path}: {resp.status} {await resp.text()}"
     return request_id, (await resp.json() if resp.status != 204 else None)
 
 
 async def _one_entry(
-    stack: Stack, org: str, request_id: str, event_type: str, resource_id: str
+    stack: Stack, org: str, request_id: str, event_type: str, resource_id: str | None
 ) -> dict[str, Any]:
     for _ in range(300):
         entries = [
@@ -72,7 +88,7 @@ async def _one_entry(
         await asyncio.sleep(0.05)
     assert len(entries) == 1, (event_type, entries)
     entry = entries[0]
-    assert entry["resource"]["id"] == resource_id, entry
+    assert resource_id is None or entry["resource"]["id"] == resource_id, entry
     assert entry["request_id"] == request_id
     return entry
 
@@ -87,12 +103,13 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
         path: str,
         body: Any,
         event_type: str,
-        resource: Callable[[Any], str],
+        resource: Callable[[Any], str | None],
         *,
         in_org: str | None = None,
         token: str | None = None,
+        **call: Any,
     ) -> dict[str, Any]:
-        request_id, reply = await _call(stack, method, path.format(**ids), body, token)
+        request_id, reply = await _call(stack, method, path.format(**ids), body, token, **call)
         entry = await _one_entry(stack, in_org or org, request_id, event_type, resource(reply))
         steps.append((method, path, lambda _r, _i: event_type))
         return entry
@@ -174,7 +191,75 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
     await step(
         "POST", "/v1/deployments/{dpl}/cancel", None, "deployment.cancelled", lambda _: ids["dpl"]
     )
+    await step(
+        "POST",
+        "/v1/pipelines/{pipe}/run",
+        {"environment_id": ids["env"]},
+        "deployment.created",
+        lambda r: ids.setdefault("run", r["id"]),
+    )
+    await step(
+        "POST", "/v1/deployments/{run}/cancel", None, "deployment.cancelled", lambda _: ids["run"]
+    )
+    await step(
+        "POST",
+        "/v1/services/{svc}/deployments",
+        {"environment_id": ids["env"]},
+        "deployment.created",
+        lambda r: ids.setdefault("scripted", r["id"]),
+    )
+    await step(
+        "POST",
+        "/v1/deployments/{scripted}/steps",
+        {"name": "migrate", "state": "running"},
+        "deployment.step_started",
+        lambda _: ids["scripted"],
+    )
+    await step(
+        "PUT",
+        "/v1/deployments/{scripted}/finish",
+        {"status": "success"},
+        "deployment.succeeded",
+        lambda _: ids["scripted"],
+    )
+    for action in ("stop", "start", "restart"):
+        await step(
+            "POST",
+            f"/v1/services/{{svc}}/{action}",
+            {"environment_id": ids["env"]},
+            "service.control_requested",
+            lambda _: ids["svc"],
+        )
     await step("DELETE", "/v1/pipelines/{pipe}", None, "pipeline.deleted", lambda _: ids["pipe"])
+    for kind, body in [
+        ("environments", {"name": "scoped"}),
+        ("projects", {"name": "scoped"}),
+        (
+            "services",
+            {
+                "project_id": ids["prj"],
+                "name": "scoped",
+                "repository_url": "https://example.com/scoped.git",
+                "run_command": ["python", "app.py"],
+            },
+        ),
+        ("webhooks", {"url": "https://example.com/scoped", "events": ["project.*"]}),
+    ]:
+        scoped = await step(
+            "POST",
+            f"/v1/organizations/{org}/{kind}",
+            body,
+            f"{kind[:-1]}.created",
+            lambda r: r["id"],
+        )
+        ids[f"scoped_{kind}"] = scoped["resource"]["id"]
+    await step(
+        "DELETE",
+        "/v1/services/{scoped_services}",
+        None,
+        "service.deleted",
+        lambda _: ids["scoped_services"],
+    )
     await step(
         "POST",
         "/v1/webhooks",
@@ -207,7 +292,40 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
         "webhook.replay_requested",
         lambda _: ids["hook"],
     )
+    await step(
+        "POST",
+        "/v1/webhooks/{hook}/test",
+        None,
+        "delivery.scheduled",
+        lambda r: ids.setdefault("ping", r["id"]),
+    )
+    for _ in range(300):  # the delivery log learns of the ping
+        listed = await stack.client.get(
+            "/v1/webhooks/{hook}/deliveries".format(**ids), headers=stack.auth()
+        )
+        if any(d["id"] == ids["ping"] for d in (await listed.json())["items"]):
+            break
+        await asyncio.sleep(0.05)
+    await step(
+        "POST",
+        "/v1/webhooks/deliveries/{ping}/redeliver",
+        None,
+        "delivery.requeued",
+        lambda _: ids["ping"],
+    )
     await step("DELETE", "/v1/webhooks/{hook}", None, "webhook.deleted", lambda _: ids["hook"])
+    # Sessions: signing in to the organization, refreshing, signing out. (A login
+    # without an organization, as `/v1/auth/token` makes, is in no organization's trail.)
+    credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "organization_id": org}
+    login_id, pair = await _call(stack, "POST", "/v1/auth/login", credentials, anonymous=True)
+    await _one_entry(stack, org, login_id, "session.started", None)
+    refresh_id, rotated = await _call(
+        stack, "POST", "/v1/auth/refresh", {"refresh_token": pair["refresh_token"]}, anonymous=True
+    )
+    session = (await _one_entry(stack, org, refresh_id, "session.refreshed", None))["resource"]
+    logout_id, _ = await _call(stack, "POST", "/v1/auth/logout", None, rotated["access_token"])
+    ended = await _one_entry(stack, org, logout_id, "session.revoked", session["id"])
+    assert ended["actor"]["user_email"] == ADMIN_EMAIL
     issued = await _call(
         stack, "POST", "/v1/tokens", {"name": "ci-bot", "scopes": ["read", "write"]}
     )
@@ -280,8 +398,18 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
         "DELETE", "/v1/environments/{env}", None, "environment.deleted", lambda _: ids["env"]
     )
 
+    # Each request left exactly one entry (what it caused by itself is not a change of
+    # its own: a queue slot, a name claim, a dispatch; consequences name their cause).
+    trail = await _entries(stack, org) + await _entries(stack, ids["org2"])
+    per_request: dict[str, list[str]] = {}
+    for entry in trail:
+        if entry["causation_id"] is None and entry["request_id"] in REQUESTS:
+            per_request.setdefault(entry["request_id"], []).append(entry["event_type"])
+    # Creating an organization is two facts: it exists, and its creator owns it.
+    together = [["organization.created", "organization.member_added"]]
+    assert {r: t for r, t in per_request.items() if len(t) != 1 and sorted(t) not in together} == {}
     # No value of any of those changes is in the trail.
-    everything = json.dumps(await _entries(stack, org))
+    everything = json.dumps(trail)
     assert CANARY not in everything
     assert token_secret not in everything
     assert "Q2FuYXJ5" not in everything
@@ -355,3 +483,42 @@ async def test_a_replayed_trail_equals_the_live_one(audited: Stack) -> None:
         assert len(live) >= 3
     finally:
         await conn.close()
+
+
+async def test_rollbacks_and_instance_controls_leave_one_entry(
+    audited: Stack, tmp_path: Path
+) -> None:
+    # These need a deployment that ran: a real agent deploys a real repository.
+    stack, org = audited, audited.org_id
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = shutil.which("git") or "git"
+    subprocess.run([git, "init", "-q", "-b", "main", str(repo)], check=True)
+    commit_version(repo, "v1")
+    await stack.start_agent(tmp_path / "agent", drain_seconds=0.5, health_timeout_seconds=15)
+    deployer = await make_service(stack, repo)
+    first = await deployer.ended((await deployer.start())["id"])
+    commit_version(repo, "v2")
+    second = await deployer.ended((await deployer.start())["id"])
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded")
+
+    request_id, rollback = await _call(stack, "POST", f"/v1/deployments/{second['id']}/rollback")
+    entry = await _one_entry(stack, org, request_id, "deployment.created", rollback["id"])
+    assert "rollback_of" in entry["fields"]
+    await deployer.ended(rollback["id"])
+
+    listed = await stack.client.get(
+        f"/v1/services/{deployer.service}/instances", headers=stack.auth()
+    )
+    [instance] = await listed.json()
+    for method, action in [
+        ("POST", "restart"),
+        ("POST", "stop"),
+        ("POST", "start"),
+        ("DELETE", ""),
+    ]:
+        path = f"/v1/instances/{instance['instance_id']}" + (f"/{action}" if action else "")
+        request_id, _ = await _call(stack, method, path)
+        await _one_entry(
+            stack, org, request_id, "service.instance_control_requested", deployer.service
+        )
