@@ -11,6 +11,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from deployforge.projections import PROJECTION_OF_STREAM
 from gateway import keys
 from gateway.authn import Authenticator
 from gateway.consistency import ConsistencyWaiter
@@ -36,6 +37,7 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.settings import GatewaySettings
+from gateway.user_directory import UserDirectory
 from libs.crypto import SecretBox
 from libs.database import create_pool, ensure_core_schema
 from libs.messaging import CommandBus, connect_nats
@@ -82,9 +84,15 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     app[keys.IDEMPOTENCY] = IdempotencyStore(
         pool, SecretBox(settings.secret_key) if settings.secret_key else None
     )
+    waiter = ConsistencyWaiter(settings.database_url, pool)
+    await waiter.start()
+    app[keys.CONSISTENCY] = waiter
+    users = UserDirectory(pool, lambda: waiter.position(PROJECTION_OF_STREAM["auth"]))
+    app[keys.USERS] = users
     authenticator = Authenticator(
         pool,
         nc.jetstream(),
+        users,
         namespace=settings.namespace,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
@@ -92,9 +100,6 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     )
     await authenticator.start()
     app[keys.AUTHENTICATOR] = authenticator
-    waiter = ConsistencyWaiter(settings.database_url, pool)
-    await waiter.start()
-    app[keys.CONSISTENCY] = waiter
     sweeper = asyncio.create_task(_sweep_idempotency_keys(app[keys.IDEMPOTENCY]))
     try:
         yield

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from gateway.user_directory import User, UserDirectory
 from libs.credentials import parse_api_token
 from libs.crypto import same_hash, token_hash
 from libs.errors import AuthenticationRequired
@@ -36,13 +37,6 @@ CACHE_SECONDS = 10.0
 # Verified access tokens, so a client's every request does not pay for an
 # Ed25519 check; revocation is still checked per request, by session id.
 VERIFIED_CACHE_SIZE = 10_000
-
-
-class _UserInfo(msgspec.Struct, frozen=True):
-    active: bool
-    is_superuser: bool
-    default_organization_id: str | None
-    memberships: dict[str, str]
 
 
 class _TokenRow(msgspec.Struct, frozen=True):
@@ -88,6 +82,7 @@ class Authenticator:
         self,
         pool: asyncpg.Pool,
         js: JetStreamContext,
+        users: UserDirectory,
         *,
         namespace: str,
         issuer: str,
@@ -96,6 +91,7 @@ class Authenticator:
     ) -> None:
         self.pool = pool
         self.js = js
+        self.users = users
         self.namespace = namespace
         self.issuer = issuer
         self.audience = audience
@@ -106,7 +102,6 @@ class Authenticator:
         self._revoked_sessions: dict[str, float] = {}
         self._revoked_tokens: set[str] = set()
         self._verified: dict[str, dict[str, Any]] = {}
-        self._users: dict[str, tuple[_UserInfo, float]] = {}
         self._tokens: dict[str, tuple[_TokenRow | None, float]] = {}
         self._subs: list[Any] = []
 
@@ -159,9 +154,9 @@ class Authenticator:
         elif aggregate == "organization":
             user_id = _member_decoder.decode(msg.data).user_id
             if user_id:
-                self._users.pop(user_id, None)
+                self.users.changed(user_id, msg.metadata.sequence.stream)
         elif aggregate == "user":
-            self._users.pop(aggregate_id, None)
+            self.users.changed(aggregate_id, msg.metadata.sequence.stream)
         self._prune()
 
     def _prune(self) -> None:
@@ -196,7 +191,7 @@ class Authenticator:
             user_id=user_id,
             kind="user",
             organization_id=org,
-            memberships=info.memberships,
+            memberships=info.roles,
             is_superuser=info.is_superuser,
             session_id=session_id,
         )
@@ -238,7 +233,8 @@ class Authenticator:
         # A token acts in its own organization only, whatever else its owner joined;
         # if the owner has left that organization, the token reaches nothing.
         org = row.organization_id
-        memberships = {org: info.memberships[org]} if org in info.memberships else {}
+        roles = info.roles
+        memberships = {org: roles[org]} if org in roles else {}
         return Principal(
             user_id=row.user_id,
             kind=row.kind,  # type: ignore[arg-type]
@@ -284,31 +280,13 @@ class Authenticator:
         )
         return {"keys": [row["public_jwk"] for row in rows]}
 
-    async def _user(self, user_id: str) -> _UserInfo:
-        cached = self._users.get(user_id)
-        if cached is not None and time.monotonic() - cached[1] < CACHE_SECONDS:
-            info = cached[0]
-        else:
-            row = await self.pool.fetchrow(
-                "SELECT u.active, u.is_superuser, u.default_organization_id, "
-                "  coalesce(jsonb_object_agg(m.organization_id, m.role) "
-                "    FILTER (WHERE m.organization_id IS NOT NULL), '{}'::jsonb) AS memberships "
-                "FROM auth.users u LEFT JOIN auth.memberships m ON m.user_id = u.id "
-                "WHERE u.id = $1 GROUP BY u.id",
-                user_id,
-            )
-            if row is None:
-                raise AuthenticationRequired("unknown user")
-            info = _UserInfo(
-                row["active"],
-                row["is_superuser"],
-                row["default_organization_id"],
-                dict(row["memberships"]),
-            )
-            self._users[user_id] = (info, time.monotonic())
-        if not info.active:
+    async def _user(self, user_id: str) -> User:
+        user = await self.users.get(user_id)
+        if user is None:
+            raise AuthenticationRequired("unknown user")
+        if not user.active:
             raise AuthenticationRequired("the user is deactivated")
-        return info
+        return user
 
     async def _token(self, token_id: str) -> _TokenRow | None:
         cached = self._tokens.get(token_id)

@@ -55,6 +55,10 @@ class ConsistencyWaiter:
         async with self._changed:
             self._changed.notify_all()
 
+    def position(self, projection: str) -> int:
+        """How far `projection` is known to have applied its stream (0: not yet heard)."""
+        return self._positions.get(projection, 0)
+
     async def wait(self, token: str, timeout: float) -> bool:
         """True once the read model has the token's events; False if `timeout` passed first."""
         projection, seq = parse_token(token)

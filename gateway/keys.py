@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.idempotency import IdempotencyStore
     from gateway.ratelimit import RateLimiter
     from gateway.settings import GatewaySettings
+    from gateway.user_directory import UserDirectory
 
 SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings")
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -27,6 +28,7 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("idempotency")
 CONSISTENCY: web.AppKey[ConsistencyWaiter] = web.AppKey("consistency")
+USERS: web.AppKey[UserDirectory] = web.AppKey("users")
 # The agents' instance reports (deploy's KV bucket), opened once.
 INSTANCES = web.AppKey("instances", KeyValue)
 

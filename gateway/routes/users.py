@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import asyncpg
-import msgspec
 from aiohttp import web
 
 from gateway import keys
@@ -13,6 +9,7 @@ from gateway.commands import answer_created
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
+from gateway.user_directory import USER_COLUMNS, User, fetch_user
 from libs.errors import NotFound, ValidationFailed
 from libs.principal import Principal
 from services.auth.commands import CreateUser
@@ -20,48 +17,11 @@ from services.auth.commands import CreateUser
 api = Api("users")
 
 
-class Membership(msgspec.Struct, frozen=True, kw_only=True):
-    organization_id: str
-    name: str
-    slug: str
-    role: str
-    joined_at: datetime
-
-
-class User(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    email: str
-    name: str
-    is_superuser: bool
-    active: bool
-    default_organization_id: str | None
-    created_at: datetime
-    organizations: list[Membership] = []
-
-
-_USER_COLUMNS = "id, email, name, is_superuser, active, default_organization_id, created_at"
-
-
-_MEMBERSHIPS = msgspec.json.Decoder(list[Membership])
-
-
-async def fetch_user(pool: asyncpg.Pool, user_id: str) -> User | None:
-    """A user and their memberships, in one round trip."""
-    row = await pool.fetchrow(
-        # The f-string interpolates only the constant column list above.
-        f"SELECT {_USER_COLUMNS}, (SELECT coalesce(json_agg(json_build_object("  # noqa: S608
-        "  'organization_id', m.organization_id, 'name', o.name, 'slug', o.slug,"
-        "  'role', m.role, 'joined_at', m.joined_at) ORDER BY m.joined_at, m.organization_id),"
-        "  '[]')::text FROM auth.memberships m JOIN auth.organizations o"
-        "  ON o.id = m.organization_id WHERE m.user_id = u.id) AS organizations "
-        "FROM auth.users u WHERE id = $1",
-        user_id,
-    )
-    if row is None:
-        return None
-    fields = dict(row)
-    organizations = _MEMBERSHIPS.decode(fields.pop("organizations"))
-    return User(**fields, organizations=organizations)
+def _auth_position(request: web.Request) -> int:
+    """The auth stream position a consistency token asks to read at (0: none)."""
+    token = request.headers.get("X-Consistency-Token", "")
+    context, _, seq = token.partition(":")
+    return int(seq) if context == "auth" and seq.isdigit() else 0
 
 
 def _visible(principal: Principal, user: User) -> bool:
@@ -73,7 +33,7 @@ def _visible(principal: Principal, user: User) -> bool:
 @api.get("/v1/users/me", summary="The calling user and their organizations", response=User)
 async def me(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    user = await fetch_user(request.app[keys.POOL], principal.user_id)
+    user = await request.app[keys.USERS].get(principal.user_id, at_least=_auth_position(request))
     if user is None:
         raise NotFound("user not found")
     return json_response(user)
@@ -109,7 +69,7 @@ async def list_users(request: web.Request) -> web.Response:
         raise NotFound("organization not found", {"field": "organization_id"})
     page = await fetch_page(
         request,
-        f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))} FROM auth.users u "  # noqa: S608
+        f"SELECT {', '.join('u.' + c for c in USER_COLUMNS.split(', '))} FROM auth.users u "  # noqa: S608
         "JOIN auth.memberships m ON m.user_id = u.id AND m.organization_id = $1 "
         "WHERE ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3)) "
         "ORDER BY u.created_at, u.id LIMIT $4",

@@ -258,3 +258,26 @@ async def test_lists_page_through_every_item_once(stack: Stack) -> None:
     assert (await _json(bad, 422))["error"]["details"]["field"] == "$.limit"
     bad = await stack.client.get("/v1/tokens?cursor=%%%", headers=stack.auth())
     assert (await _json(bad, 422))["error"]["details"]["field"] == "cursor"
+
+
+async def test_users_me_is_cached_yet_shows_each_change_read_with_its_token(stack: Stack) -> None:
+    # /users/me is served from a cache the auth events invalidate; a read carrying a
+    # change's consistency token never gets an entry read before that change.
+    for n in range(5):
+        before = await _json(await stack.client.get("/v1/users/me", headers=stack.auth()), 200)
+        resp = await stack.client.post(
+            "/v1/organizations", json={"name": f"Cached {n}"}, headers=stack.auth()
+        )
+        created = await _json(resp, 201)
+        token = resp.headers["X-Consistency-Token"]
+        assert token.startswith("auth:")
+        after = await _json(
+            await stack.client.get(
+                "/v1/users/me", headers={**stack.auth(), "X-Consistency-Token": token}
+            ),
+            200,
+        )
+        assert created["id"] not in {m["organization_id"] for m in before["organizations"]}
+        assert {"organization_id": created["id"], "role": "owner"}.items() <= next(
+            m for m in after["organizations"] if m["organization_id"] == created["id"]
+        ).items()
