@@ -51,15 +51,30 @@ async def change(
     The stream sequence of the last event appended, or None when the decision
     was to change nothing. `context` gives the events' metadata from the state.
     """
+    _, seq = await change_state(store, kind, aggregate_id, decide, context)
+    return seq
 
-    async def attempt() -> int | None:
+
+async def change_state(
+    store: EventStore,
+    kind: AggregateType[S],
+    aggregate_id: str,
+    decide: Callable[[S], Sequence[Event]],
+    context: Callable[[S], EventContext],
+) -> tuple[S, int | None]:
+    """As `change`, with the aggregate's state after the decision's events."""
+
+    async def attempt() -> tuple[S, int | None]:
         state, version = await load_state(store, kind, aggregate_id)
         events = decide(state)
         if not events:
-            return None
-        return await store.append(
+            return state, None
+        seq = await store.append(
             kind.name, aggregate_id, events, expected_version=version, context=context(state)
         )
+        for event in events:
+            state = kind.evolve(state, event)
+        return state, seq
 
     return await retry_on_conflict(attempt)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -18,7 +18,6 @@ from gateway.scoping import request_org, require_visible
 from libs.errors import NotFound
 from services.auth.commands import IssuedToken, IssueToken
 from services.deploy import commands as c
-from services.deploy import instance_state
 
 api = Api("services")
 
@@ -72,19 +71,6 @@ class ServicePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     resources: c.Config | None = None
     dependencies: list[str] | None = None
     owner: str | None = None
-
-
-class EnvVar(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
-    secret: bool
-    # Secret values are never shown again.
-    value: str | None
-    updated_at: datetime
-
-
-class EnvVarBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    value: str
-    secret: bool = False
 
 
 _COLUMNS = (
@@ -192,63 +178,6 @@ async def delete_service(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@api.get(
-    "/v1/services/{id}/env", summary="A service's environment variables", response=list[EnvVar]
-)
-async def list_env(request: web.Request) -> web.Response:
-    service = await get_visible_service(request, request.match_info["id"])
-    rows = await request.app[keys.POOL].fetch(
-        "SELECT key, secret, value, updated_at FROM deploy.env_vars WHERE service_id = $1"
-        " ORDER BY key",
-        service.id,
-    )
-    return json_response([EnvVar(**dict(r)) for r in rows])
-
-
-@api.route(
-    "PUT",
-    "/v1/services/{id}/env/{key}",
-    summary="Set one environment variable",
-    scope="write",
-    body=EnvVarBody,
-    response=EnvVar,
-)
-async def set_env(request: web.Request) -> web.Response:
-    service = await get_visible_service(request, request.match_info["id"])
-    body = await read_json(request, EnvVarBody)
-    key = request.match_info["key"]
-    command = convert(
-        {"service_id": service.id, "key": key, "value": body.value, "secret": body.secret},
-        c.SetEnvVar,
-    )
-    result = await send(request, "deploy", "set_env_var", command)
-    await caught_up(request, result)
-    row = await request.app[keys.POOL].fetchrow(
-        "SELECT key, secret, value, updated_at FROM deploy.env_vars"
-        " WHERE service_id = $1 AND key = $2",
-        service.id,
-        key,
-    )
-    return json_response(EnvVar(**dict(row)) if row else {"key": key, "secret": body.secret})
-
-
-@api.delete(
-    "/v1/services/{id}/env/{key}",
-    summary="Remove one environment variable",
-    scope="write",
-    status=204,
-)
-async def remove_env(request: web.Request) -> web.Response:
-    service = await get_visible_service(request, request.match_info["id"])
-    await send(
-        request,
-        "deploy",
-        "remove_env_var",
-        c.RemoveEnvVar(service_id=service.id, key=request.match_info["key"]),
-    )
-    return web.Response(status=204)
-
-
 class ServiceTokenBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=180)] = 30
@@ -280,190 +209,3 @@ async def create_service_token(request: web.Request) -> web.Response:
     # The token must work the moment its owner receives it.
     await caught_up(request, result)
     return json_response(msgspec.json.decode(result.data, type=IssuedToken), status=201)
-
-
-@api.get(
-    "/v1/services/{id}/instances",
-    summary="A service's running instances: pid, port, uptime, restarts, CPU, memory",
-    response=list[instance_state.InstanceReport],
-)
-async def list_instances(request: web.Request) -> web.Response:
-    service = await get_visible_service(request, request.match_info["id"])
-    reports = await instance_state.of_service(
-        request.app[keys.INSTANCES],
-        service.id,
-    )
-    wanted = request.query.get("environment_id")
-    return json_response([r for r in reports if wanted in (None, r.environment_id)])
-
-
-class ControlBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # Only this environment; every environment the service runs in when left out.
-    environment_id: c.Id | None = None
-
-
-async def _control(
-    request: web.Request, action: Literal["start", "stop", "restart"]
-) -> web.Response:
-    service = await get_visible_service(request, request.match_info["id"])
-    body = ControlBody()
-    if request.can_read_body:
-        body = await read_json(request, ControlBody)
-    await send(
-        request,
-        "deploy",
-        "control_service",
-        c.ControlService(service_id=service.id, action=action, environment_id=body.environment_id),
-    )
-    # Accepted: the agents running the service act on it; watch its instances.
-    return json_response(
-        {"service_id": service.id, "action": action, "environment_id": body.environment_id},
-        status=202,
-    )
-
-
-@api.post(
-    "/v1/services/{id}/start",
-    summary="Start the service's stopped release",
-    scope="deploy",
-    body=ControlBody,
-    status=202,
-)
-async def start_service(request: web.Request) -> web.Response:
-    return await _control(request, "start")
-
-
-@api.post(
-    "/v1/services/{id}/stop",
-    summary="Stop the running release (kept for start)",
-    scope="deploy",
-    body=ControlBody,
-    status=202,
-)
-async def stop_service(request: web.Request) -> web.Response:
-    return await _control(request, "stop")
-
-
-@api.post(
-    "/v1/services/{id}/restart",
-    summary="Restart the running release (new instances first: no downtime)",
-    scope="deploy",
-    body=ControlBody,
-    status=202,
-)
-async def restart_service(request: web.Request) -> web.Response:
-    return await _control(request, "restart")
-
-
-class InstanceCheck(msgspec.Struct, frozen=True, kw_only=True):
-    """One instance's last health probe (its agent probes every few seconds)."""
-
-    instance_id: str
-    status: str  # running | restarting | stopped
-    ok: bool | None  # None: not probed
-    status_code: int | None
-    latency_ms: float | None
-    error: str | None
-    checked_at: datetime | None
-
-
-class EnvironmentHealth(msgspec.Struct, frozen=True, kw_only=True):
-    environment_id: str
-    status: str  # healthy | degraded | down
-    score: int  # 0-100
-    # Running, freshly reported and passing their health check.
-    running: int
-    desired: int
-    restarts: int
-    reported_at: datetime | None
-    checks: list[InstanceCheck] = []
-
-
-class ServiceHealth(msgspec.Struct, frozen=True, kw_only=True):
-    service_id: str
-    status: str  # healthy | degraded | down | unknown (never deployed)
-    score: int
-    environments: list[EnvironmentHealth]
-
-
-class HealthQuery(msgspec.Struct, frozen=True, kw_only=True):
-    environment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-
-
-# A report older than this says nothing about now (agents report every 5 s).
-STALE_SECONDS = 30.0
-
-
-def health_of(
-    environment_id: str,
-    reports: list[instance_state.InstanceReport],
-    desired: int,
-    now: datetime,
-) -> EnvironmentHealth:
-    """Score: the share of desired instances running, freshly reported and passing
-    their health check, less 5 points per restart (at most 30)."""
-    fresh = [r for r in reports if (now - r.observed_at).total_seconds() < STALE_SECONDS]
-    running = sum(1 for r in fresh if r.status == "running" and (r.check is None or r.check.ok))
-    restarts = sum(r.restarts for r in reports)
-    score = round(100 * min(running, desired) / desired) - min(30, 5 * restarts)
-    score = max(0, score if running else 0)
-    status = "down" if not running else "healthy" if score >= 90 else "degraded"
-    return EnvironmentHealth(
-        environment_id=environment_id,
-        status=status,
-        score=score,
-        running=running,
-        desired=desired,
-        restarts=restarts,
-        reported_at=max((r.observed_at for r in reports), default=None),
-        checks=[
-            InstanceCheck(
-                instance_id=r.instance_id,
-                status=r.status,
-                ok=r.check.ok if r.check else None,
-                status_code=r.check.status_code if r.check else None,
-                latency_ms=r.check.latency_ms if r.check else None,
-                error=r.check.error if r.check else None,
-                checked_at=r.check.checked_at if r.check else None,
-            )
-            for r in sorted(reports, key=lambda r: r.instance_id)
-        ],
-    )
-
-
-@api.get(
-    "/v1/services/{id}/health",
-    summary="A service's health per environment (?environment_id=), with a score and checks",
-    response=ServiceHealth,
-)
-async def service_health(request: web.Request) -> web.Response:
-    service = await get_visible_service(request, request.match_info["id"])
-    only = convert(
-        {k: v for k, v in request.query.items() if k == "environment_id"}, HealthQuery
-    ).environment_id
-    reports = await instance_state.of_service(
-        request.app[keys.INSTANCES],
-        service.id,
-    )
-    deployed = await request.app[keys.POOL].fetch(
-        "SELECT DISTINCT environment_id FROM deploy.deployments WHERE service_id = $1"
-        " AND status IN ('succeeded', 'rolled_back')",
-        service.id,
-    )
-    now = datetime.now(UTC)
-    environments = [
-        health_of(env, [r for r in reports if r.environment_id == env], service.replicas, now)
-        for env in sorted(
-            {r["environment_id"] for r in deployed} | {r.environment_id for r in reports}
-        )
-        if only is None or env == only
-    ]
-    if not environments:
-        return json_response(
-            ServiceHealth(service_id=service.id, status="unknown", score=0, environments=[])
-        )
-    score = min(e.score for e in environments)
-    worst = min(environments, key=lambda e: e.score).status
-    return json_response(
-        ServiceHealth(service_id=service.id, status=worst, score=score, environments=environments)
-    )

@@ -27,9 +27,10 @@ from services.deploy.agent_settings import AgentSettings
 from services.deploy.deploy_client import DeployClient
 from services.deploy.health import check as health_check
 from services.deploy.health import health_url
-from services.deploy.instances import InstanceSpec, InstanceSupervisor
+from services.deploy.instances import InstanceSpec
 from services.deploy.proxy import ProxyTable
 from services.deploy.routes import Route
+from services.deploy.supervisor import InstanceSupervisor
 
 log = structlog.get_logger("agent")
 

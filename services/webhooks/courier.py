@@ -220,7 +220,8 @@ class Courier:
                 span.set_status(trace.StatusCode.ERROR, outcome.error or "")
             WEBHOOK_ATTEMPTS.labels("success" if outcome.succeeded else "failure").inc()
             WEBHOOK_LATENCY.observe(outcome.latency_ms / 1000)
-            log.info(
+            # Every attempt is in the delivery log (the API); here, failures at info.
+            (log.debug if outcome.succeeded else log.info)(
                 "delivery_attempted" if outcome.succeeded else "delivery_attempt_failed",
                 delivery_id=delivery_id,
                 webhook_id=hook.webhook_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.routes.services import health_of
+from services.deploy.health_score import health_of
 from services.deploy.instance_state import HealthCheck, InstanceReport
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from services.deploy.health import free_port, health_url, wait_healthy
-from services.deploy.instances import InstanceSpec, InstanceSupervisor
+from services.deploy.instances import InstanceSpec
+from services.deploy.supervisor import InstanceSupervisor
 
 # Serves its release name on $PORT, after starting a helper child when asked to.
 APP = """

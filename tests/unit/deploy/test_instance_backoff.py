@@ -5,14 +5,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from services.deploy.instances import (
-    BACKOFF_FIRST,
-    BACKOFF_MAX,
-    HEALTHY_UPTIME,
-    InstanceSpec,
-    InstanceState,
-    restart_delay,
-)
+from services.deploy.instances import InstanceSpec, InstanceState
+from services.deploy.supervisor import BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_UPTIME, restart_delay
 
 
 def test_delays_double_from_half_a_second_up_to_ten() -> None:
