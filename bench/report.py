@@ -92,12 +92,13 @@ def kept_tables(path: Path, tables: list[Table]) -> list[tuple[int, str]]:
         if len(cells := line.split("|")) == 4
     )
     origin = f"{facts.get('Date', 'an earlier run')}, commit {facts.get('Commit', '?')}"
-    rerun = {_number(t.title) for t in tables}
+    # A table is known by its title (an unnumbered one, the door, sorts first).
+    rerun = {t.title for t in tables}
     kept = []
     for block in section.split("\n### ")[1:]:
         title = block.split("\n", 1)[0]
-        number = _number(title)
-        if number is None or number in rerun:
+        number = _number(title) or 0
+        if title in rerun or title == "Machine":
             continue
         body = f"### {block}".rstrip()
         if "Kept from the run of" not in body:
