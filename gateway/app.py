@@ -23,6 +23,7 @@ from gateway.routes import (
     audit,
     auth,
     deployments,
+    domains,
     environments,
     health,
     instances,
@@ -64,6 +65,7 @@ ROUTE_TABLES = (
     logs.api,
     live.api,
     health.api,
+    domains.api,
     webhooks.api,
     meta_api,
 )

@@ -20,3 +20,7 @@ class GatewaySettings(CoreSettings, frozen=True, kw_only=True):
     command_timeout_seconds: float = 10.0
     # Trust X-Forwarded-For for the client address (only behind your own proxy).
     trust_forwarded_for: bool = False
+    # Where domains must point (shown as the DNS records to create; the domains
+    # service reads the same variables to check them).
+    edge_public_addresses: str = ""
+    edge_public_hostname: str = ""

@@ -15,12 +15,15 @@ from services.auth.events import CODECS as AUTH_CODECS
 from services.auth.events import STREAM as AUTH_STREAM
 from services.deploy.events import CODECS as DEPLOY_CODECS
 from services.deploy.events import STREAM as DEPLOY_STREAM
+from services.domains.events import CODECS as DOMAIN_CODECS
+from services.domains.events import STREAM as DOMAIN_STREAM
 from services.webhooks.events import CODECS as WEBHOOK_CODECS
 from services.webhooks.events import DELIVERIES, ENDPOINTS
 
 AUDITED = (
     (AUTH_STREAM, AUTH_CODECS),
     (DEPLOY_STREAM, DEPLOY_CODECS),
+    (DOMAIN_STREAM, DOMAIN_CODECS),
     (ENDPOINTS, WEBHOOK_CODECS),
     (DELIVERIES, WEBHOOK_CODECS),
 )

@@ -2,7 +2,7 @@
 
 Subscriptions are names (`deployment.failed`), a context's wildcard
 (`deployment.*`) or everything (`*`). Names of contexts that do not publish
-yet (domains, SSL, drift, health) are accepted, so that an endpoint can be set
+yet (SSL, drift, health) are accepted, so that an endpoint can be set
 up before they arrive.
 """
 
@@ -37,11 +37,16 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "health.degraded",
         "health.recovered",
         "domain.added",
+        "domain.updated",
         "domain.verified",
+        "domain.verification_failed",
+        "domain.removed",
+        "ssl.requested",
         "ssl.issued",
         "ssl.renewed",
         "ssl.expiring",
         "ssl.failed",
+        "ssl.revoked",
         "drift.detected",
         "drift.scan_completed",
         "webhook.delivery_exhausted",

@@ -33,6 +33,7 @@ from libs.events import Event, EventCodec, Recorded, meta_from_headers
 from libs.eventstore import ConcurrencyError, EventStore, StreamSpec
 from libs.tracing import continued
 from services.deploy import events as deploy
+from services.domains import events as domains
 from services.webhooks import decider as d
 from services.webhooks import events as hooks
 from services.webhooks.courier import PROMPT_WAIT_SECONDS, Courier
@@ -59,6 +60,7 @@ SOURCES: tuple[tuple[StreamSpec, dict[str, EventCodec[Event]]], ...] = (
             if k in ("deployment", "project", "service", "environment")
         },
     ),
+    (domains.STREAM, {"domain": domains.CODECS["domain"]}),
     (hooks.ENDPOINTS, {"webhook": hooks.CODECS["webhook"]}),
 )
 DURABLE = "webhooks_dispatch"

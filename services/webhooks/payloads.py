@@ -16,6 +16,7 @@ import yarl
 from libs.events import Event, Recorded, event_type
 from services.deploy import events as deploy
 from services.deploy.status import STATUS_AFTER
+from services.domains import events as domains
 from services.webhooks import events as hooks
 
 
@@ -257,6 +258,32 @@ def _resource(recorded: Recorded[Event]) -> tuple[str, dict[str, Any]] | None:
             return "environment.status_changed", {"environment_id": rid, "status": event.status}
         case deploy.EnvironmentDeleted():
             return "environment.deleted", {"environment_id": rid}
+        case domains.DomainAdded():
+            return "domain.added", {
+                "domain_id": rid,
+                "full_domain": event.full_domain,
+                "service_id": event.service_id,
+                "environment_id": event.environment_id,
+                "ssl_enabled": event.ssl_enabled,
+                "challenge": event.challenge,
+            }
+        case domains.DomainUpdated():
+            return "domain.updated", {"domain_id": rid, "changes": event.changes}
+        case domains.DomainVerified():
+            return "domain.verified", {
+                "domain_id": rid,
+                "full_domain": event.full_domain,
+                "dns_configured": event.dns_configured,
+            }
+        case domains.DomainVerificationFailed():
+            return "domain.verification_failed", {
+                "domain_id": rid,
+                "full_domain": event.full_domain,
+                "reason": event.reason,
+                "dns_configured": event.dns_configured,
+            }
+        case domains.DomainRemoved():
+            return "domain.removed", {"domain_id": rid, "full_domain": event.full_domain}
     return None
 
 

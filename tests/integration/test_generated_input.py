@@ -70,6 +70,21 @@ BASES: dict[str, dict[str, Any]] = {
     "WebhookPatch": {"description": "d", "events": ["project.*"]},
     "RotateBody": {"secret": "whsec_" + "A" * 32},
     "ReplayBody": {"since": "2026-01-01T00:00:00Z"},
+    "DomainBody": {
+        "domain": "gen.example.com",
+        "subdomain": "www",
+        "service_id": "{service_id}",
+        "environment_id": "{environment_id}",
+        "redirect_to": "https://example.com/",
+    },
+    "ServiceDomainBody": {"domain": "gen2.example.com", "environment_id": "{environment_id}"},
+    "DomainPatch": {"port": 8080, "redirect_to": "https://example.com/x"},
+    "ProxyRouteBody": {
+        "domain": "gen3.example.com",
+        "service_id": "{service_id}",
+        "environment_id": "{environment_id}",
+        "port": 3000,
+    },
 }
 # Routes that store nothing a client writes (and would end the session under test).
 NOT_STORED = {("POST", "/v1/auth/logout")}
@@ -84,6 +99,7 @@ PATH_IDS = {
     "projects": "project_id",
     "webhooks": "webhook_id",
     "instances": "instance_id",
+    "domains": "domain_id",
 }
 
 SPECIAL = st.sampled_from(
@@ -244,6 +260,17 @@ async def _world(stack: Stack) -> dict[str, str]:
             headers=h,
         )
     )
+    domain = await _ok(
+        await c.post(
+            "/v1/domains",
+            json={
+                "domain": "world.example.com",
+                "service_id": service["id"],
+                "environment_id": env["id"],
+            },
+            headers=h,
+        )
+    )
     user = await _ok(
         await c.post(
             "/v1/users",
@@ -261,6 +288,7 @@ async def _world(stack: Stack) -> dict[str, str]:
         "webhook_id": webhook["id"],
         "user_id": user["id"],
         "instance_id": "ins_none",
+        "domain_id": domain["id"],
     }
 
 
@@ -309,6 +337,21 @@ async def _read_models_advance(stack: Stack, n: int) -> None:
         )
     )
     await _eventually_readable(stack, f"/v1/webhooks/{webhook['id']}")
+    world = await _ok(await c.get("/v1/environments", headers=h), 200)
+    env = world["items"][0]["id"]
+    service = (await _ok(await c.get("/v1/services", headers=h), 200))["items"][0]["id"]
+    domain = await _ok(
+        await c.post(
+            "/v1/domains",
+            json={
+                "domain": f"probe-{n + 1}.example.com",
+                "service_id": service,
+                "environment_id": env,
+            },
+            headers=h,
+        )
+    )
+    await _eventually_readable(stack, f"/v1/domains/{domain['id']}")
     org = await _ok(await c.post("/v1/organizations", json={"name": f"probe-{n}"}, headers=h))
     await _eventually_readable(stack, f"/v1/organizations/{org['id']}")
 
@@ -334,6 +377,7 @@ def _assert_answer(spec: RouteSpec, target: tuple[str, ...], status: int, text: 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 async def test_generated_text_never_breaks_a_route_or_a_read_model(stack: Stack) -> None:
     await stack.start_webhooks()
+    await stack.start("domains")
     world = await _world(stack)
     loop = asyncio.get_running_loop()
     routes = _body_routes()
