@@ -6,6 +6,7 @@ said is decided on as a `Lookup` the handler made.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -172,27 +173,50 @@ def decide_verify(state: DomainState, actor: Principal, lookup: Lookup) -> list[
 # --- claims: one domain per name, across all organizations ------------------------------
 
 
+# A claim whose domain was never added (its command crashed in between) is taken over
+# by the next claimant after this long; in-flight adds take milliseconds.
+ABANDONED_CLAIM = timedelta(minutes=5)
+
+
 class NameState(msgspec.Struct, frozen=True, kw_only=True):
     domain_id: str | None = None
+    claimed_at: datetime | None = None
 
 
 def evolve_name(state: NameState, event: Event) -> NameState:
     match event:
         case DomainNameClaimed():
-            return NameState(domain_id=event.domain_id)
+            return NameState(domain_id=event.domain_id, claimed_at=event.claimed_at)
         case DomainNameReleased():
             return NameState() if event.domain_id == state.domain_id else state
     return state
 
 
-def decide_claim(state: NameState, *, domain_id: str, full_domain: str) -> list[Event]:
+def decide_claim(
+    state: NameState,
+    *,
+    domain_id: str,
+    full_domain: str,
+    now: datetime,
+    holder_added: bool = True,
+) -> list[Event]:
     """409 when another domain holds the name, in whichever organization (which one is
-    not said: another organization's domains do not exist for the caller)."""
+    not said: another organization's domains do not exist for the caller).
+
+    `holder_added`: whether the holding claim's domain was ever added; one that was
+    not, claimed over `ABANDONED_CLAIM` ago, is taken over.
+    """
     if state.domain_id == domain_id:
         return []
     if state.domain_id is not None:
-        raise Conflict("this domain is already added", {"field": "$.domain"})
-    return [DomainNameClaimed(domain_id=domain_id, full_domain=full_domain)]
+        abandoned = (
+            not holder_added
+            and state.claimed_at is not None
+            and now - state.claimed_at > ABANDONED_CLAIM
+        )
+        if not abandoned:
+            raise Conflict("this domain is already added", {"field": "$.domain"})
+    return [DomainNameClaimed(domain_id=domain_id, full_domain=full_domain, claimed_at=now)]
 
 
 def decide_release(state: NameState, *, domain_id: str) -> list[Event]:

@@ -3,6 +3,7 @@ each name to one domain across all organizations (`domain_name.<key of the name>
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from libs.events import Event, EventCodec
@@ -82,6 +83,8 @@ DomainEvent = (
 class DomainNameClaimed(Event, frozen=True, kw_only=True, tag="domain_name.claimed"):
     domain_id: str
     full_domain: str
+    # When: a claim whose domain never came (a crash in between) is taken over later.
+    claimed_at: datetime | None = None
 
 
 class DomainNameReleased(Event, frozen=True, kw_only=True, tag="domain_name.released"):

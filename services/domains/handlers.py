@@ -7,6 +7,7 @@ context's own events (their aggregates), not from a read model.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import yarl
 
@@ -29,10 +30,16 @@ NAMES = AggregateType("domain_name", CODECS["domain_name"], d.NameState(), d.evo
 class DomainDeps:
     """The adapters the domains handlers need; main.py builds the real ones."""
 
-    def __init__(self, store: EventStore, look: Callable[[str], Awaitable[Lookup]]) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        look: Callable[[str], Awaitable[Lookup]],
+        clock: Callable[[], datetime],
+    ) -> None:
         self.store = store
         # What DNS says about a full domain name (dns_lookup.DnsLookup.look).
         self.look = look
+        self.clock = clock
 
 
 def _position(seq: int | None) -> str | None:
@@ -95,11 +102,24 @@ async def add_domain(deps: DomainDeps, cmd: c.AddDomain, ctx: CommandContext) ->
         environment_organization=environment_org,
     )
     key = names.claim_key(full)
+    holder, _ = await load_state(deps.store, NAMES, key)
+    holder_added = True
+    if holder.domain_id is not None and holder.domain_id != domain_id:
+        _, holder_version = await load_state(deps.store, DOMAINS, holder.domain_id)
+        holder_added = holder_version > 0
+    now = deps.clock()
     await change(
         deps.store,
         NAMES,
         key,
-        lambda s: d.decide_claim(s, domain_id=domain_id, full_domain=full),
+        lambda s: d.decide_claim(
+            s,
+            domain_id=domain_id,
+            full_domain=full,
+            now=now,
+            # Only the holder looked at: another that took over meanwhile is live.
+            holder_added=holder_added or s.domain_id != holder.domain_id,
+        ),
         lambda _: ctx.event_context(org),
     )
     seq = await deps.store.append(

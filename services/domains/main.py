@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from libs.host import Context, Resources, Wiring
 from libs.settings import CoreSettings
 from services.deploy.events import STREAM as DEPLOY_STREAM
@@ -35,7 +37,8 @@ async def wire(r: Resources[DomainsSettings]) -> Wiring:
         edge,
         timeout=settings.domains_dns_timeout_seconds,
     )
-    return Wiring(endpoints=endpoints(DomainDeps(r.store, lookup.look)))
+    deps = DomainDeps(r.store, lookup.look, clock=lambda: datetime.now(UTC))
+    return Wiring(endpoints=endpoints(deps))
 
 
 CONTEXT = Context(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 import pytest
@@ -135,17 +136,37 @@ def test_removing_needs_admin_and_a_removed_domain_is_not_found() -> None:
         d.decide_verify(domain(DomainRemoved()), OWNER, d.Lookup())
 
 
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
 def test_a_name_is_claimed_once_across_organizations_and_free_after_release() -> None:
-    claimed = DomainNameClaimed(domain_id="dom_1", full_domain="app.example.com")
+    claimed = DomainNameClaimed(domain_id="dom_1", full_domain="app.example.com", claimed_at=NOW)
     held = d.evolve_name(d.NameState(), claimed)
 
     with pytest.raises(Conflict) as refused:
-        d.decide_claim(held, domain_id="dom_2", full_domain="app.example.com")
+        d.decide_claim(held, domain_id="dom_2", full_domain="app.example.com", now=NOW)
     assert refused.value.details["field"] == "$.domain"
-    assert d.decide_claim(held, domain_id="dom_1", full_domain="app.example.com") == []
+    assert d.decide_claim(held, domain_id="dom_1", full_domain="app.example.com", now=NOW) == []
 
     released = d.evolve_name(held, DomainNameReleased(domain_id="dom_1"))
     assert d.decide_release(held, domain_id="dom_2") == []
-    assert d.decide_claim(released, domain_id="dom_2", full_domain="app.example.com") == [
-        DomainNameClaimed(domain_id="dom_2", full_domain="app.example.com")
+    assert d.decide_claim(released, domain_id="dom_2", full_domain="app.example.com", now=NOW) == [
+        DomainNameClaimed(domain_id="dom_2", full_domain="app.example.com", claimed_at=NOW)
     ]
+
+
+def test_a_claim_whose_domain_never_came_is_taken_over_only_after_a_while() -> None:
+    held = d.evolve_name(
+        d.NameState(),
+        DomainNameClaimed(domain_id="dom_1", full_domain="app.example.com", claimed_at=NOW),
+    )
+    soon, later = NOW + timedelta(seconds=30), NOW + d.ABANDONED_CLAIM + timedelta(seconds=1)
+
+    with pytest.raises(Conflict):  # its add may still be under way
+        d.decide_claim(held, domain_id="dom_2", full_domain="x", now=soon, holder_added=False)
+    with pytest.raises(Conflict):  # a domain that exists keeps its name
+        d.decide_claim(held, domain_id="dom_2", full_domain="x", now=later, holder_added=True)
+    [taken] = d.decide_claim(
+        held, domain_id="dom_2", full_domain="x", now=later, holder_added=False
+    )
+    assert d.evolve_name(held, taken).domain_id == "dom_2"
