@@ -52,6 +52,7 @@ class Stack:
         self.clients: list[TestClient[Any, Any]] = []
         self._stops: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.started: set[str] = set()
         self.admin_token = ""
         self.admin_id = ""
         self.org_id = ""
@@ -84,7 +85,20 @@ class Stack:
         event that stops it."""
         context = BY_NAME[name]
         settings = load_settings(context.settings, self.suite.environ(), **overrides)
-        return await self._start(context.run, settings)
+        stop = await self._start(context.run, settings)
+        self.started.add(name)
+        return stop
+
+    async def start_all(self) -> None:
+        """Every context not running yet (so that /readyz can answer 200), each as its
+        own `start_*` would start it."""
+        for name in BY_NAME:
+            if name in self.started:
+                continue
+            if name == "webhooks":
+                await self.start_webhooks()
+            else:
+                await self.start(name)
 
     async def start_auth(self, **overrides: Any) -> None:
         await self.start("auth", **overrides)
@@ -178,6 +192,7 @@ class Stack:
                 await asyncio.wait_for(task, timeout=10)
         self._stops.clear()
         self._tasks.clear()
+        self.started.clear()
 
     async def close(self) -> None:
         for client in self.clients:

@@ -25,9 +25,7 @@ async def test_openapi_document_lists_every_route_with_its_schemas(stack: Stack)
 
 
 async def test_readyz_reports_a_stopped_service(stack: Stack) -> None:
-    await stack.start_webhooks()
-    await stack.start("domains")
-    await stack.start("audit")
+    await stack.start_all()
     ready = await stack.client.get("/readyz")
     assert ready.status == 200
     assert (await ready.json())["checks"] == {

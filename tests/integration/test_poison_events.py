@@ -147,8 +147,7 @@ async def test_old_events_with_unstorable_text_are_applied_and_replay_identicall
 async def test_an_event_that_cannot_be_applied_stalls_visibly_until_skipped(
     stack: Stack, monkeypatch: Any
 ) -> None:
-    await stack.start_webhooks()  # every service runs: /readyz answers for the read models
-    await stack.start("audit")
+    await stack.start_all()  # every service runs: /readyz answers for the read models
     await stack.client.post("/v1/projects", json={"name": "before"}, headers=stack.auth())
     assert (await stack.client.get("/readyz")).status == 200
     # Not a string where the read model needs one: no replacement can save it.
