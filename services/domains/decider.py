@@ -198,19 +198,21 @@ def decide_claim(
     domain_id: str,
     full_domain: str,
     now: datetime,
-    holder_added: bool = True,
+    holder: str = "live",
 ) -> list[Event]:
     """409 when another domain holds the name, in whichever organization (which one is
     not said: another organization's domains do not exist for the caller).
 
-    `holder_added`: whether the holding claim's domain was ever added; one that was
-    not, claimed over `ABANDONED_CLAIM` ago, is taken over.
+    `holder`: what became of the holding claim's domain. `removed` (its removal was cut
+    short before the release): the name is free. `missing` (never added: the add was
+    cut short after the claim): free once the claim is `ABANDONED_CLAIM` old, as an
+    add still under way takes milliseconds. `live`: taken.
     """
     if state.domain_id == domain_id:
         return []
     if state.domain_id is not None:
-        abandoned = (
-            not holder_added
+        abandoned = holder == "removed" or (
+            holder == "missing"
             and state.claimed_at is not None
             and now - state.claimed_at > ABANDONED_CLAIM
         )

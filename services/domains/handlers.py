@@ -49,7 +49,10 @@ def _position(seq: int | None) -> str | None:
 def _redirect(url: str | None) -> str | None:
     if url is None:
         return None
-    parsed = yarl.URL(url)
+    try:
+        parsed = yarl.URL(url)
+    except ValueError:
+        raise ValidationFailed("redirect_to is an http(s) URL", "$.redirect_to") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValidationFailed("redirect_to is an http(s) URL", "$.redirect_to")
     return url
@@ -103,10 +106,10 @@ async def add_domain(deps: DomainDeps, cmd: c.AddDomain, ctx: CommandContext) ->
     )
     key = names.claim_key(full)
     holder, _ = await load_state(deps.store, NAMES, key)
-    holder_added = True
+    became = "live"
     if holder.domain_id is not None and holder.domain_id != domain_id:
-        _, holder_version = await load_state(deps.store, DOMAINS, holder.domain_id)
-        holder_added = holder_version > 0
+        held, held_version = await load_state(deps.store, DOMAINS, holder.domain_id)
+        became = "missing" if held_version == 0 else "removed" if held.removed else "live"
     now = deps.clock()
     await change(
         deps.store,
@@ -118,7 +121,7 @@ async def add_domain(deps: DomainDeps, cmd: c.AddDomain, ctx: CommandContext) ->
             full_domain=full,
             now=now,
             # Only the holder looked at: another that took over meanwhile is live.
-            holder_added=holder_added or s.domain_id != holder.domain_id,
+            holder=became if s.domain_id == holder.domain_id else "live",
         ),
         lambda _: ctx.event_context(org),
     )

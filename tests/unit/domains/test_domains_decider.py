@@ -163,10 +163,10 @@ def test_a_claim_whose_domain_never_came_is_taken_over_only_after_a_while() -> N
     soon, later = NOW + timedelta(seconds=30), NOW + d.ABANDONED_CLAIM + timedelta(seconds=1)
 
     with pytest.raises(Conflict):  # its add may still be under way
-        d.decide_claim(held, domain_id="dom_2", full_domain="x", now=soon, holder_added=False)
+        d.decide_claim(held, domain_id="dom_2", full_domain="x", now=soon, holder="missing")
     with pytest.raises(Conflict):  # a domain that exists keeps its name
-        d.decide_claim(held, domain_id="dom_2", full_domain="x", now=later, holder_added=True)
-    [taken] = d.decide_claim(
-        held, domain_id="dom_2", full_domain="x", now=later, holder_added=False
-    )
+        d.decide_claim(held, domain_id="dom_2", full_domain="x", now=later, holder="live")
+    [taken] = d.decide_claim(held, domain_id="dom_2", full_domain="x", now=later, holder="missing")
     assert d.evolve_name(held, taken).domain_id == "dom_2"
+    # A removal cut short before its release: the name is free at once.
+    assert d.decide_claim(held, domain_id="dom_3", full_domain="x", now=soon, holder="removed")
