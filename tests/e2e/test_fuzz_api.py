@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -86,7 +87,7 @@ async def test_schemathesis_finds_no_server_error_and_read_models_keep_up(
             )
             out, _ = await asyncio.wait_for(fuzz.communicate(), timeout=FUZZ_SECONDS + 300)
             report = out.decode(errors="replace")
-            assert fuzz.returncode == 0, report[-6000:]
+            assert fuzz.returncode == 0 or _only_the_fuzzer_crashed(report), report[-6000:]
 
             # A fresh login: the fuzzer may well have revoked its own token.
             fresh = await _login(http, base)
@@ -115,3 +116,20 @@ async def test_schemathesis_finds_no_server_error_and_read_models_keep_up(
             except TimeoutError:
                 os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
+
+
+# CPython 3.11's parser can fail in Hypothesis's own lambda introspection when the
+# fuzzer's stack is deep ("AST constructor recursion depth mismatch"): an error of
+# the fuzzing process, not an answer of ours. Tolerated only when every generated
+# case passed.
+_FUZZER_CRASH = "SystemError: AST constructor recursion depth mismatch"
+
+
+def _only_the_fuzzer_crashed(report: str) -> bool:
+    counted = re.search(r"(\d+) generated, (\d+) passed", report)
+    return (
+        counted is not None
+        and counted.group(1) == counted.group(2)
+        and _FUZZER_CRASH in report
+        and report.count("Runtime Error") == report.count(_FUZZER_CRASH)
+    )

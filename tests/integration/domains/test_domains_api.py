@@ -246,12 +246,12 @@ async def test_service_domains_proxy_routes_and_a_replayed_read_model(domains: S
         )
     )
     assert (patched["port"], patched["redirect_https"]) == (8080, False)
-    await _ok(
-        await stack.client.delete(f"/v1/proxy/routes/{route['id']}", headers=stack.auth()), 204
-    )
-    assert (
-        await stack.client.get(f"/v1/domains/{route['id']}", headers=stack.auth())
-    ).status == 404
+    removed = await stack.client.delete(f"/v1/proxy/routes/{route['id']}", headers=stack.auth())
+    assert removed.status == 204, await removed.text()
+    # Read with the removal's consistency token: the read model has applied it.
+    token = {"X-Consistency-Token": removed.headers["X-Consistency-Token"]}
+    gone = await stack.client.get(f"/v1/domains/{route['id']}", headers={**stack.auth(), **token})
+    assert gone.status == 404, await gone.text()
 
     query = "SELECT * FROM domains.domains ORDER BY id"
     conn = await asyncpg.connect(stack.suite.database_url)
