@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shutil
-import signal
 import sysconfig
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import aiohttp
 
 from libs.embedded.process import (
     POLL_INTERVAL,
+    ServerProcess,
     http_ok,
     nats_greets,
     netloc,
@@ -22,8 +21,6 @@ from libs.embedded.process import (
     raise_if_exited,
     read_pid,
     recorded_port,
-    spawn,
-    terminate,
 )
 
 # Go durations as nats-server parses them, or "always" (fsync every write).
@@ -42,8 +39,10 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
-class EmbeddedNats:
+class EmbeddedNats(ServerProcess):
     """A single nats-server with JetStream, its config, store and log under `data_dir`."""
+
+    name = "nats-server"
 
     def __init__(
         self,
@@ -109,27 +108,3 @@ class EmbeddedNats:
                 if loop.time() > deadline:
                     raise TimeoutError(f"nats-server not ready in {timeout}s; see {self.log_path}")
                 await asyncio.sleep(POLL_INTERVAL)
-
-    async def start(self) -> None:
-        """Spawn nats-server (output appended to data_dir/nats.log) and wait until it is ready."""
-        if self._process is not None and self._process.returncode is None:
-            raise RuntimeError("nats-server is already running")
-        self._process = await spawn(self.command(), self.log_path, cwd=self.data_dir)
-        try:
-            await self.wait_ready()
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def stop(self, timeout: float = 10) -> None:
-        """Stop the server started by start(): SIGTERM, then SIGKILL after `timeout` seconds."""
-        if self._process is not None:
-            await terminate(self._process, signal.SIGTERM, timeout)
-            self._process = None
-
-    def signal_now(self) -> None:
-        """Signal the server without waiting: for an exiting process whose asyncio
-        teardown did not run (a test session ended abruptly)."""
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(signal.SIGTERM)

@@ -16,14 +16,13 @@ from pathlib import Path
 
 from libs.embedded.process import (
     POLL_INTERVAL,
+    ServerProcess,
     as_user,
     netloc,
     process_name,
     raise_if_exited,
     read_pid,
     recorded_port,
-    spawn,
-    terminate,
 )
 
 PG_SYSTEM_USER = "deployforge-pg"
@@ -42,8 +41,12 @@ def postgres_bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ServerProcess):
     """A PostgreSQL cluster in data_dir/pgdata, served on host:port with trust auth."""
+
+    name = "postgres"
+    # SIGTERM would be a "smart" shutdown, which waits for every client to leave.
+    stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -142,33 +145,12 @@ class EmbeddedPostgres:
                 raise TimeoutError(f"postgres not ready within {timeout}s; see {self.log_path}")
             await asyncio.sleep(POLL_INTERVAL)
 
-    async def start(self) -> None:
-        """Initialise if needed, spawn postgres (output to data_dir/postgres.log), wait ready."""
-        if self._process is not None and self._process.returncode is None:
-            raise RuntimeError("postgres is already running")
+    async def prepare(self) -> None:
+        """Initialise the cluster when it is new (initdb, off the event loop)."""
         await asyncio.to_thread(self.init)
-        self._process = await spawn(
-            self.command(), self.log_path, cwd=self.data_dir, user=self.preexec_user()
-        )
-        try:
-            await self.wait_ready()
-        except BaseException:
-            await self.stop()
-            raise
 
-    async def stop(self, timeout: float = 10) -> None:
-        """Stop the server started by start(): SIGINT (fast shutdown), SIGKILL after `timeout`."""
-        if self._process is not None:
-            # SIGTERM would be a "smart" shutdown, which waits for every client to leave.
-            await terminate(self._process, signal.SIGINT, timeout)
-            self._process = None
-
-    def signal_now(self) -> None:
-        """Signal the server without waiting: for an exiting process whose asyncio
-        teardown did not run (a test session ended abruptly)."""
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.send_signal(signal.SIGINT)
+    def spawn_user(self) -> tuple[int, int] | None:
+        return self.preexec_user()
 
     def _initdb(self, user: tuple[int, int] | None) -> None:
         if self.pgdata.exists():

@@ -169,3 +169,57 @@ def as_user(user: tuple[int, int] | None) -> tuple[int | None, int | None, list[
     if user is None:
         return None, None, None
     return user[0], user[1], []
+
+
+class ServerProcess:
+    """The life of one server process spawned from `command()`: start, stop, signal.
+
+    A server says its `name`, the signal that stops it promptly (`stop_signal`),
+    how to get ready to spawn (`prepare`), who it runs as (`spawn_user`) and how
+    to tell it is ready (`wait_ready`).
+    """
+
+    name = "server"
+    stop_signal = signal.SIGTERM
+    data_dir: Path
+    log_path: Path
+    _process: asyncio.subprocess.Process | None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    async def wait_ready(self, timeout: float = 30) -> None:
+        raise NotImplementedError
+
+    async def prepare(self) -> None:
+        """Anything to do before each spawn (nothing by default)."""
+
+    def spawn_user(self) -> tuple[int, int] | None:
+        return None
+
+    async def start(self) -> None:
+        """Prepare, spawn (output appended to `log_path`) and wait until it is ready."""
+        if self._process is not None and self._process.returncode is None:
+            raise RuntimeError(f"{self.name} is already running")
+        await self.prepare()
+        self._process = await spawn(
+            self.command(), self.log_path, cwd=self.data_dir, user=self.spawn_user()
+        )
+        try:
+            await self.wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, timeout: float = 10) -> None:
+        """Stop the server started by start(): `stop_signal`, SIGKILL after `timeout` s."""
+        if self._process is not None:
+            await terminate(self._process, self.stop_signal, timeout)
+            self._process = None
+
+    def signal_now(self) -> None:
+        """Signal the server without waiting: for an exiting process whose asyncio
+        teardown did not run (a test session ended abruptly)."""
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(self.stop_signal)
