@@ -15,39 +15,14 @@ from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
-# RFC 9110 section 7.6.1: these describe one connection, not the message.
-_HOP_BY_HOP = frozenset(
-    {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-        "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-        # aiohttp answers 100-continue itself; passed on, the upstream would answer it again.
-        "expect",
-    }
-)  # fmt: skip
-# Headers aiohttp's client would add on its own; the upstream must see the client's, or none.
-_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+from libs import http_forward
+
 # Replaying a request is safe only when it has no body and no effect.
 _RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_CONNECT_TIMEOUT = 5.0
 _SHUTDOWN_TIMEOUT = 5.0
-
-
-def end_to_end_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
-    """`headers` without hop-by-hop ones, including those the Connection header names."""
-    named = {
-        token.strip().lower()
-        for value in headers.getall("Connection", [])
-        for token in value.split(",")
-        if token.strip()
-    }
-    return CIMultiDict(
-        (name, value)
-        for name, value in headers.items()
-        if name.lower() not in _HOP_BY_HOP and name.lower() not in named
-    )
 
 
 class StableProxy:
@@ -83,15 +58,7 @@ class StableProxy:
 
     async def start(self) -> None:
         """Open the client session and start listening."""
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000),
-            # A shared jar would hand one visitor's cookies to the next.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # Bodies pass through byte for byte, compressed or not.
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT),
-            trust_env=False,
-        )
+        self._session = http_forward.client_session()
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._handle)
         self._runner = web.AppRunner(
@@ -146,11 +113,20 @@ class StableProxy:
         return True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if http_forward.is_websocket(request):
+            port = self._upstream
+            if port is None:
+                return http_forward.error(503, "no release is serving this address")
+            assert self._session is not None
+            async with self._tracking(port):
+                return await http_forward.websocket(
+                    self._session, request, self._url(request, port), self._headers(request)
+                )
         retryable = request.method in _RETRYABLE_METHODS and not request.body_exists
         for attempt in (1, 2):
             port = self._upstream
             if port is None:
-                return _error(503, "no release is serving this address")
+                return http_forward.error(503, "no release is serving this address")
             async with self._tracking(port):
                 try:
                     upstream = await self._send(request, port)
@@ -159,37 +135,26 @@ class StableProxy:
                     # replayed, try once more, on whatever the upstream is by now.
                     if retryable and attempt == 1:
                         continue
-                    return _error(502, f"upstream unreachable: {type(exc).__name__}")
+                    return http_forward.error(502, f"upstream unreachable: {type(exc).__name__}")
                 try:
-                    return await _relay(request, upstream)
+                    return await http_forward.relay(request, upstream)
                 finally:
                     upstream.release()
         raise AssertionError("unreachable")
 
+    def _url(self, request: web.Request, port: int) -> URL:
+        return http_forward.upstream_url(
+            URL.build(scheme="http", host=self._upstream_host, port=port), request
+        )
+
+    def _headers(self, request: web.Request) -> CIMultiDict[str]:
+        # Behind the edge, the edge's X-Forwarded-* describe the client: kept.
+        return http_forward.forwarded_headers(request, trust_forwarded=True)
+
     async def _send(self, request: web.Request, port: int) -> aiohttp.ClientResponse:
         assert self._session is not None
-        url = URL.build(
-            scheme="http",
-            host=self._upstream_host,
-            port=port,
-            path=request.rel_url.raw_path,
-            query_string=request.rel_url.raw_query_string,
-            encoded=True,
-        )
-        headers = end_to_end_headers(request.headers)
-        peer = request.remote or ""
-        forwarded_for = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
-        headers["X-Forwarded-Proto"] = request.scheme
-        if request.host:
-            headers["X-Forwarded-Host"] = request.host
-        return await self._session.request(
-            request.method,
-            url,
-            headers=headers,
-            data=request.content if request.body_exists else None,
-            allow_redirects=False,
-            skip_auto_headers=_AUTO_HEADERS,
+        return await http_forward.send(
+            self._session, request, self._url(request, port), self._headers(request)
         )
 
     @contextlib.asynccontextmanager
@@ -203,29 +168,6 @@ class StableProxy:
                 del self._in_flight[port]
                 async with self._changed:
                     self._changed.notify_all()
-
-
-async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    response.headers.extend(end_to_end_headers(upstream.headers))
-    await response.prepare(request)
-    try:
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-    except aiohttp.ClientError:
-        # The upstream broke off mid-body: the status is already sent, so the only
-        # honest signal left is to cut the connection instead of ending the body.
-        response.force_close()
-        assert request.transport is not None
-        request.transport.close()
-        return response
-    await response.write_eof()
-    return response
-
-
-def _error(status: int, message: str) -> web.Response:
-    body = {"error": {"code": "SERVICE_UNAVAILABLE", "message": message, "details": {}}}
-    return web.json_response(body, status=status)
 
 
 class ProxyTable:

@@ -201,3 +201,60 @@ async def test_a_route_keeps_its_upstream_when_its_address_moves(releases: Relea
             table.switch("svc:other", port)
     finally:
         await table.close()
+
+
+# A release that speaks WebSocket: echoes each message back, upper-cased, under the
+# subprotocol it was offered, and says which X-Forwarded-For it saw first.
+WS_APP = """
+import os
+from aiohttp import web
+async def ws(request):
+    socket = web.WebSocketResponse(protocols=("echo.v1",))
+    await socket.prepare(request)
+    await socket.send_str("forwarded-for " + request.headers.get("X-Forwarded-For", ""))
+    async for message in socket:
+        if message.type == web.WSMsgType.TEXT:
+            if message.data == "bye":
+                await socket.close(code=4001, message=b"bye")
+                break
+            await socket.send_str(message.data.upper())
+        elif message.type == web.WSMsgType.BINARY:
+            await socket.send_bytes(message.data[::-1])
+    return socket
+async def health(request):
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_get("/ws", ws)
+app.router.add_get("/{tail:.*}", health)
+web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None)
+"""
+
+
+async def test_websocket_upgrades_pass_through_both_ways() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", WS_APP], env={**os.environ, "PORT": str(port)}
+    )
+    try:
+        assert await wait_healthy(health_url(port), timeout=15)
+        async with StableProxy(upstream=port) as proxy, aiohttp.ClientSession() as client:
+            async with client.ws_connect(
+                f"http://127.0.0.1:{proxy.port}/ws", protocols=("echo.v1",)
+            ) as socket:
+                assert socket.protocol == "echo.v1"
+                first = await socket.receive_str(timeout=5)
+                assert first == "forwarded-for 127.0.0.1"
+                await socket.send_str("hello")
+                assert await socket.receive_str(timeout=5) == "HELLO"
+                await socket.send_bytes(b"\x00\x01\x02")
+                assert await socket.receive_bytes(timeout=5) == b"\x02\x01\x00"
+                await socket.send_str("bye")
+                closing = await socket.receive(timeout=5)
+                assert closing.type == aiohttp.WSMsgType.CLOSE
+                assert socket.close_code == 4001 or closing.data == 4001
+            # A plain request still goes through the same address.
+            async with client.get(f"http://127.0.0.1:{proxy.port}/plain") as response:
+                assert await response.text() == "ok"
+    finally:
+        process.terminate()
+        process.wait()

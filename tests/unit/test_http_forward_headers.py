@@ -2,7 +2,7 @@
 
 from multidict import CIMultiDict
 
-from services.deploy.proxy import end_to_end_headers
+from libs.http_forward import end_to_end_headers
 
 
 def test_hop_by_hop_headers_and_those_connection_names_are_dropped() -> None:
