@@ -6,6 +6,8 @@ The gateway serves them at `/metrics`; a service serves them on its own
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -61,10 +63,21 @@ async def metrics_handler(_: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-async def start_metrics_server(host: str, port: int) -> web.AppRunner:
-    """Serve `/metrics` on host:port; the caller cleans the runner up."""
+async def start_metrics_server(
+    host: str, port: int, *, ready: asyncio.Event | None = None
+) -> web.AppRunner:
+    """Serve `/metrics` on host:port (and `/readyz`, 200 once `ready` is set, when
+    given); the caller cleans the runner up."""
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
+    if ready is not None:
+        readiness = ready
+
+        async def readyz(_: web.Request) -> web.Response:
+            ok = readiness.is_set()
+            return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+        app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -123,6 +123,17 @@ class Stack:
         )
         return await self._start(run_agent, settings)
 
+    async def start_edge(self, **overrides: Any) -> Any:
+        """An edge replica in this process on ports the kernel picks; returns the Edge."""
+        from services.edge.main import Edge, EdgeSettings
+
+        overrides.setdefault("edge_host", "127.0.0.1")
+        overrides.setdefault("edge_http_port", 0)
+        overrides.setdefault("edge_https_port", 0)
+        edge = Edge(load_settings(EdgeSettings, self.suite.environ(), **overrides))
+        await self._start(lambda _settings, stop, ready: edge.run(stop, ready), edge.settings)
+        return edge
+
     async def add_gateway(self, **overrides: Any) -> TestClient[Any, Any]:
         # Tests poll; only the rate-limit tests ask for a real limit.
         overrides.setdefault("rate_limit_per_minute", 100_000)

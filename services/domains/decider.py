@@ -35,6 +35,11 @@ class DomainState(msgspec.Struct, frozen=True, kw_only=True):
     service_id: str | None = None
     environment_id: str | None = None
     verification_token: str = ""
+    ssl_enabled: bool = True
+    auto_renew_ssl: bool = True
+    redirect_to: str | None = None
+    redirect_https: bool = True
+    challenge: str = "http-01"
     verification_status: str = PENDING
     dns_configured: bool = False
     removed: bool = False
@@ -55,12 +60,22 @@ def evolve_domain(state: DomainState, event: Event) -> DomainState:
                 service_id=event.service_id,
                 environment_id=event.environment_id,
                 verification_token=event.verification_token,
+                ssl_enabled=event.ssl_enabled,
+                auto_renew_ssl=event.auto_renew_ssl,
+                redirect_to=event.redirect_to,
+                redirect_https=event.redirect_https,
+                challenge=event.challenge,
             )
         case DomainUpdated():
+            changes = event.changes
             return replace(
                 state,
-                service_id=event.changes.get("service_id", state.service_id),
-                environment_id=event.changes.get("environment_id", state.environment_id),
+                service_id=changes.get("service_id", state.service_id),
+                environment_id=changes.get("environment_id", state.environment_id),
+                ssl_enabled=changes.get("ssl_enabled", state.ssl_enabled),
+                auto_renew_ssl=changes.get("auto_renew_ssl", state.auto_renew_ssl),
+                redirect_to=changes.get("redirect_to", state.redirect_to),
+                redirect_https=changes.get("redirect_https", state.redirect_https),
             )
         case DomainVerified():
             return replace(state, verification_status=VERIFIED, dns_configured=event.dns_configured)

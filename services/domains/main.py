@@ -9,9 +9,11 @@ from libs.settings import CoreSettings
 from services.deploy.events import STREAM as DEPLOY_STREAM
 from services.domains.api import SERVICE, endpoints
 from services.domains.dns_lookup import DnsLookup, EdgeAddresses, parse_resolvers
+from services.domains.edge_publisher import EdgePublisher
 from services.domains.events import STREAM
 from services.domains.handlers import DomainDeps
 from services.domains.projection import DomainProjection
+from services.edge import table as edge_table
 
 
 class DomainsSettings(CoreSettings, frozen=True, kw_only=True):
@@ -38,7 +40,11 @@ async def wire(r: Resources[DomainsSettings]) -> Wiring:
         timeout=settings.domains_dns_timeout_seconds,
     )
     deps = DomainDeps(r.store, lookup.look, clock=lambda: datetime.now(UTC))
-    return Wiring(endpoints=endpoints(deps))
+    edge_bucket = await edge_table.bucket(
+        r.nc.jetstream(), settings.namespace, settings.stream_replicas
+    )
+    publisher = EdgePublisher(r.store, edge_bucket)
+    return Wiring(endpoints=endpoints(deps), loops=(publisher.run,))
 
 
 CONTEXT = Context(
