@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"run the {name} service (one replica)")
     sub.add_parser("agent", help="run a deploy agent on this machine")
     sub.add_parser("gateway", help="run the HTTP gateway (one replica)")
+    sub.add_parser("edge", help="run an edge replica: HTTP(S) for the deployed domains")
     return parser
 
 
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.main import main as gateway_main
 
         gateway_main()
+        return 0
+    if args.command == "edge":
+        from services.edge.main import main as edge_main
+
+        edge_main()
         return 0
     return 2
 

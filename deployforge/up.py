@@ -179,8 +179,10 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
             [python, "-m", "gateway.main"],
             env={**env, "DEPLOYFORGE_HOST": host, "DEPLOYFORGE_PORT": str(port)},
         )
+        supervisor.add("edge", [python, "-m", "services.edge.main"], env=env)
         for context in CONTEXTS:
             await supervisor.start(context.name)
+        await supervisor.start("edge")
         await supervisor.start("agent")
         await supervisor.start("gateway")
         base = f"http://{host}:{port}"
@@ -201,6 +203,11 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
                 environ,
             )
             _say(f"DeployForge is up: {base} (API docs {base}/docs); Ctrl-C stops it")
+            _say(
+                "edge (the deployed domains): http on port "
+                f"{environ.get('DEPLOYFORGE_EDGE_HTTP_PORT', '8880')}, https on "
+                f"{environ.get('DEPLOYFORGE_EDGE_HTTPS_PORT', '8443')}"
+            )
             _say(
                 f"metrics: {base}/metrics (gateway), http://127.0.0.1:{auth_metrics}/metrics (auth)"
             )

@@ -19,6 +19,7 @@ from gateway.settings import GatewaySettings
 from libs.settings import load_settings
 from libs.testing import Servers, Suite, isolated_suite, provision_servers
 from services.auth.main import AuthSettings
+from tests.challtestsrv import ChallTestSrv
 from tests.receivers import Receivers
 
 ADMIN_EMAIL = "admin@example.com"
@@ -232,3 +233,14 @@ async def receivers() -> AsyncIterator[Receivers]:
     finally:
         for receiver in made.started:
             await receiver.stop()
+
+
+@pytest.fixture
+async def dns() -> AsyncIterator[ChallTestSrv]:
+    """pebble-challtestsrv: a real DNS server whose records a test sets."""
+    server = ChallTestSrv()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

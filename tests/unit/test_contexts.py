@@ -24,9 +24,19 @@ def test_each_context_is_declared_where_its_module_says() -> None:
         assert (ROOT / "services" / context.name / "main.py").exists()
 
 
+# Processes under services/ that are not contexts: no stream, no commands, no read model.
+DATA_PLANE = {"edge"}
+
+
 def test_every_services_folder_is_a_listed_context() -> None:
     folders = {p.parent.name for p in (ROOT / "services").glob("*/main.py")}
-    assert folders == {c.name for c in CONTEXTS}, "add the context to CONTEXTS"
+    assert folders - DATA_PLANE == {c.name for c in CONTEXTS}, "add the context to CONTEXTS"
+
+
+def test_compose_and_the_cli_run_the_edge() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert compose["services"]["edge"]["command"] == ["deployforge", "edge"]
+    assert "edge" in (ROOT / "deployforge" / "cli.py").read_text()
 
 
 def test_compose_runs_every_context() -> None:

@@ -5,7 +5,6 @@ the DevFlow and dployr shapes, and the events a webhook receiver gets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -20,16 +19,6 @@ from tests.conftest import Stack
 from tests.receivers import Receivers, verify
 
 EDGE = "203.0.113.10"
-
-
-@pytest.fixture
-async def dns() -> AsyncIterator[ChallTestSrv]:
-    server = ChallTestSrv()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
