@@ -1,5 +1,7 @@
-"""The events of the domains context: domains (`domain.<id>`) and the claims that keep
-each name to one domain across all organizations (`domain_name.<key of the name>`)."""
+"""The events of the domains context: domains (`domain.<id>`), the claims that keep
+each name to one domain across all organizations (`domain_name.<key of the name>`), and
+each domain's certificate (`certificate.<domain id>`, events named `ssl.*`). No event
+holds a private key: keys are sealed in KV (services/domains/key_store.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from libs.eventstore import StreamSpec
 
 STREAM = StreamSpec(
     context="domains",
-    aggregates=("domain", "domain_name"),
+    aggregates=("domain", "domain_name", "certificate"),
     bookkeeping=frozenset({"domain_name"}),
 )
 
@@ -93,7 +95,71 @@ class DomainNameReleased(Event, frozen=True, kw_only=True, tag="domain_name.rele
 
 DomainNameEvent = DomainNameClaimed | DomainNameReleased
 
+
+# certificate.<domain id>: one certificate per domain, issued, renewed, revoked.
+class CertificateRequested(Event, frozen=True, kw_only=True, tag="ssl.requested"):
+    domain_id: str
+    organization_id: str
+    full_domain: str
+    names: list[str]
+    challenge: str  # http-01 | dns-01
+    reason: str  # issue | renew | force | retry
+
+
+class CertificateOrderPlaced(Event, frozen=True, kw_only=True, tag="ssl.order_placed"):
+    """An ACME order opened for the request in flight: resumed, not reopened, after a crash."""
+
+    order_url: str
+
+
+class CertificateIssued(Event, frozen=True, kw_only=True, tag="ssl.issued"):
+    full_domain: str = ""
+    serial: str
+    issuer: str
+    names: list[str]
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    renewal_due_at: datetime
+    order_url: str = ""
+
+
+class CertificateRenewed(CertificateIssued, frozen=True, kw_only=True, tag="ssl.renewed"):
+    previous_serial: str = ""
+
+
+class CertificateFailed(Event, frozen=True, kw_only=True, tag="ssl.failed"):
+    full_domain: str = ""
+    error: str
+    attempts: int
+    retry_at: datetime | None = None
+
+
+class CertificateExpiring(Event, frozen=True, kw_only=True, tag="ssl.expiring"):
+    full_domain: str = ""
+    serial: str
+    not_after: datetime
+    days: int  # the threshold crossed (14, 7, 1 by default)
+
+
+class CertificateRevoked(Event, frozen=True, kw_only=True, tag="ssl.revoked"):
+    full_domain: str = ""
+    serial: str
+    reason: str = "unspecified"
+
+
+CertificateEvent = (
+    CertificateRequested
+    | CertificateOrderPlaced
+    | CertificateIssued
+    | CertificateRenewed
+    | CertificateFailed
+    | CertificateExpiring
+    | CertificateRevoked
+)
+
 CODECS: dict[str, EventCodec[Event]] = {
     "domain": EventCodec(DomainEvent),
     "domain_name": EventCodec(DomainNameEvent),
+    "certificate": EventCodec(CertificateEvent),
 }
