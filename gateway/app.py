@@ -22,6 +22,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.routes import (
     audit,
     auth,
+    certificates,
     deployments,
     domains,
     environments,
@@ -66,6 +67,7 @@ ROUTE_TABLES = (
     live.api,
     health.api,
     domains.api,
+    certificates.api,
     webhooks.api,
     meta_api,
 )

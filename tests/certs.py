@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import ssl
 import tempfile
 from pathlib import Path
@@ -41,8 +42,10 @@ class TestCA:
         )
         self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, *names: str, days: int = 10) -> tuple[str, bytes, int]:
-        """A leaf for `names`: (its PEM chain, its PEM key, its serial)."""
+    def issue(
+        self, *names: str, days: int = 10, ips: tuple[str, ...] = ()
+    ) -> tuple[str, bytes, int]:
+        """A leaf for `names` (and `ips`): (its PEM chain, its PEM key, its serial)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         serial = x509.random_serial_number()
@@ -55,7 +58,11 @@ class TestCA:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(n) for n in names]
+                    + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+                ),
+                critical=False,
             )
             .sign(self.key, hashes.SHA256())
         )

@@ -51,8 +51,10 @@ class Domain(msgspec.Struct, frozen=True, kw_only=True):
     # Whether the name's address records point at the edge (last looked at).
     dns_configured: bool
     addresses: list[str]
-    # none | pending | issued | failed (no certificate is ordered before verification).
+    # none | pending | issued | failed | revoked (nothing is ordered before verification).
     ssl_status: str
+    # When the served certificate expires (None: none is served).
+    ssl_expires_at: datetime | None
     # The records the owner must create.
     dns_records: list[DnsRecord]
     last_checked_at: datetime | None
@@ -108,7 +110,9 @@ _COLUMNS = (
     "id, organization_id, domain, subdomain, full_domain, service_id, environment_id, port,"
     " ssl_enabled, auto_renew_ssl, redirect_to, redirect_https, challenge, verification_token,"
     " verification_status, verification_error, dns_configured, addresses, last_checked_at,"
-    " verified_at, created_at, updated_at"
+    " verified_at, created_at, updated_at, ssl_status,"
+    " (SELECT c.not_after FROM domains.certificates c WHERE c.domain_id = domains.id"
+    " AND c.serial IS NOT NULL) AS ssl_expires_at"
 )
 
 
@@ -139,7 +143,7 @@ def _records(request: web.Request, row: asyncpg.Record) -> list[DnsRecord]:
 def _domain(request: web.Request, row: asyncpg.Record) -> Domain:
     fields = dict(row)
     fields.pop("verification_token")
-    return Domain(**fields, ssl_status="none", dns_records=_records(request, row))
+    return Domain(**fields, dns_records=_records(request, row))
 
 
 async def fetch_domain(request: web.Request, domain_id: str) -> Domain | None:

@@ -130,6 +130,8 @@ def decide_request(
         state.serving and state.renewal_due_at is not None and now >= state.renewal_due_at
     ):
         return []
+    if reason == "renew" and state.retry_at is not None and now < state.retry_at:
+        return []  # a renewal failed: it waits like any retry
     if reason == "retry" and (state.retry_at is None or now < state.retry_at):
         return []
     assert domain.domain_id is not None
@@ -201,7 +203,8 @@ def decide_issued(
 
 def backoff(attempts: int, *, initial: timedelta, most: timedelta) -> timedelta:
     """The wait after the `attempts`-th failure in a row: initial, doubled each time, capped."""
-    return min(most, initial * 2 ** max(0, attempts - 1))
+    wait: timedelta = initial * 2 ** max(0, attempts - 1)
+    return min(most, wait)
 
 
 def decide_failed(

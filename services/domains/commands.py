@@ -55,3 +55,24 @@ class VerifyDomain(Command, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 class Created(msgspec.Struct, frozen=True, kw_only=True):
     id: str
+
+
+RevocationReason = Literal["unspecified", "keyCompromise", "superseded", "cessationOfOperation"]
+# RFC 5280 section 5.3.1 reason codes.
+REVOCATION_CODES: dict[str, int] = {
+    "unspecified": 0,
+    "keyCompromise": 1,
+    "superseded": 4,
+    "cessationOfOperation": 5,
+}
+
+
+class RequestCertificate(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    domain_id: Id
+    # Order a new certificate even though one is served and not due.
+    force_renewal: bool = False
+
+
+class RevokeCertificate(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    domain_id: Id
+    reason: RevocationReason = "unspecified"

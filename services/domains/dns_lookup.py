@@ -101,6 +101,21 @@ class DnsLookup:
         answer = await _answer(resolver, name, "CNAME")
         return str(answer[0].target).rstrip(".").lower() if answer else None
 
+    async def caa_refusal(self, full_domain: str, identities: set[str]) -> str | None:
+        """Look CAA up the tree from the name (the closest set rules) and judge it."""
+        resolver = self._resolver()
+        labels = full_domain.removeprefix("*.").split(".")
+        for start in range(len(labels) - 1):
+            name = ".".join(labels[start:])
+            try:
+                answer = await _answer(resolver, name, "CAA")
+            except dns.exception.DNSException as exc:
+                return f"CAA lookup failed ({type(exc).__name__})"
+            if answer:
+                records = [(r.flags, r.tag.decode(), r.value.decode()) for r in answer]
+                return caa_refusal(records, identities, wildcard=full_domain.startswith("*."))
+        return None
+
 
 async def _answer(resolver: dns.asyncresolver.Resolver, name: str, kind: str) -> list[Any]:
     """The records of one kind (none for NXDOMAIN or no answer); other errors raise."""
@@ -108,3 +123,24 @@ async def _answer(resolver: dns.asyncresolver.Resolver, name: str, kind: str) ->
         return list(await resolver.resolve(dns.name.from_text(name), kind, search=False))
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return []
+
+
+def caa_refusal(
+    records: list[tuple[int, str, str]], identities: set[str], *, wildcard: bool
+) -> str | None:
+    """Why the CAA records `(flags, tag, value)` forbid the CA named by `identities`, or
+    None when they allow it (RFC 8659: `issuewild` rules wildcards when present; an
+    unknown tag with the critical flag forbids everyone)."""
+    tags = {tag.lower() for _, tag, _ in records}
+    for flags, tag, _ in records:
+        if flags & 128 and tag.lower() not in ("issue", "issuewild", "iodef"):
+            return f"a critical CAA property {tag!r} is not understood"
+    kind = "issuewild" if wildcard and "issuewild" in tags else "issue"
+    relevant = [value for _, tag, value in records if tag.lower() == kind]
+    if not relevant:
+        return None
+    allowed = {value.split(";", 1)[0].strip().lower() for value in relevant}
+    if allowed & identities:
+        return None
+    named = ", ".join(sorted(a or '";"' for a in allowed))
+    return f"CAA records allow only {named} to issue for this name"

@@ -35,14 +35,17 @@ class DomainDeps:
         store: EventStore,
         look: Callable[[str], Awaitable[Lookup]],
         clock: Callable[[], datetime],
+        issuance: object | None = None,
     ) -> None:
         self.store = store
         # What DNS says about a full domain name (dns_lookup.DnsLookup.look).
         self.look = look
         self.clock = clock
+        # The ACME process (issuance.Issuance), None when no CA is configured.
+        self.issuance = issuance
 
 
-def _position(seq: int | None) -> str | None:
+def position(seq: int | None) -> str | None:
     return f"{STREAM.context}:{seq}" if seq else None
 
 
@@ -128,7 +131,7 @@ async def add_domain(deps: DomainDeps, cmd: c.AddDomain, ctx: CommandContext) ->
     seq = await deps.store.append(
         "domain", domain_id, [added], expected_version=0, context=ctx.event_context(org)
     )
-    return Reply(result=c.Created(id=domain_id), position=_position(seq))
+    return Reply(result=c.Created(id=domain_id), position=position(seq))
 
 
 async def update_domain(deps: DomainDeps, cmd: c.UpdateDomain, ctx: CommandContext) -> Reply:
@@ -156,7 +159,7 @@ async def update_domain(deps: DomainDeps, cmd: c.UpdateDomain, ctx: CommandConte
         ),
         lambda s: ctx.event_context(s.organization_id),
     )
-    return Reply(result=None, position=_position(seq))
+    return Reply(result=None, position=position(seq))
 
 
 async def remove_domain(deps: DomainDeps, cmd: c.RemoveDomain, ctx: CommandContext) -> Reply:
@@ -172,7 +175,7 @@ async def remove_domain(deps: DomainDeps, cmd: c.RemoveDomain, ctx: CommandConte
         lambda s: ctx.event_context(s.organization_id),
     )
     await _release(deps, ctx, state)
-    return Reply(result=None, position=_position(seq))
+    return Reply(result=None, position=position(seq))
 
 
 async def _release(deps: DomainDeps, ctx: CommandContext, state: d.DomainState) -> None:
@@ -199,4 +202,4 @@ async def verify_domain(deps: DomainDeps, cmd: c.VerifyDomain, ctx: CommandConte
         lambda s: d.decide_verify(s, actor, lookup),
         lambda s: ctx.event_context(s.organization_id),
     )
-    return Reply(result=None, position=_position(seq))
+    return Reply(result=None, position=position(seq))

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import structlog
+from nats.js.kv import KeyValue
+
+from libs.crypto import SecretBox
 from libs.host import Context, Resources, Wiring
 from libs.settings import CoreSettings
 from services.deploy.events import STREAM as DEPLOY_STREAM
+from services.domains import key_store
+from services.domains.acme_client import AcmeConfig
 from services.domains.api import SERVICE, endpoints
 from services.domains.dns_lookup import DnsLookup, EdgeAddresses, parse_resolvers
 from services.domains.edge_publisher import EdgePublisher
 from services.domains.events import STREAM
 from services.domains.handlers import DomainDeps
+from services.domains.issuance import Issuance, IssuanceConfig
+from services.domains.key_store import KeyStore
 from services.domains.projection import DomainProjection
+from services.domains.responders import Http01Responder
 from services.edge import table as edge_table
+
+log = structlog.get_logger("domains")
 
 
 class DomainsSettings(CoreSettings, frozen=True, kw_only=True):
@@ -26,6 +37,26 @@ class DomainsSettings(CoreSettings, frozen=True, kw_only=True):
     edge_public_addresses: str = ""
     edge_public_hostname: str = ""
     run_projection: bool = True
+    # ACME: the CA's directory (Let's Encrypt production by default; staging is
+    # https://acme-staging-v02.api.letsencrypt.org/directory; "" orders nothing).
+    acme_directory_url: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_contact_email: str = ""
+    # External account binding, for CAs that require it (ZeroSSL, Google, ...).
+    acme_eab_kid: str = ""
+    acme_eab_hmac_key: str = ""
+    # A CA bundle for the directory's own TLS (a private CA, pebble); "" = system's.
+    acme_ca_bundle: str = ""
+    # The CA's CAA identities: a CAA record that names none of them refuses the order.
+    acme_caa_identities: str = "letsencrypt.org"
+    # How long the edges get to load an HTTP-01 answer before the CA is told to look.
+    acme_http01_propagation_seconds: float = 1.0
+    acme_order_timeout_seconds: float = 300.0
+    # How often renewals, retries and expiry warnings are looked for.
+    certificate_check_seconds: float = 60.0
+    certificate_expiring_days: str = "14,7,1"
+    # The wait after a failed order: doubling from the first to the last.
+    certificate_retry_initial_seconds: float = 3600.0
+    certificate_retry_max_seconds: float = 115200.0
 
 
 async def wire(r: Resources[DomainsSettings]) -> Wiring:
@@ -39,12 +70,69 @@ async def wire(r: Resources[DomainsSettings]) -> Wiring:
         edge,
         timeout=settings.domains_dns_timeout_seconds,
     )
-    deps = DomainDeps(r.store, lookup.look, clock=lambda: datetime.now(UTC))
     edge_bucket = await edge_table.bucket(
         r.nc.jetstream(), settings.namespace, settings.stream_replicas
     )
     publisher = EdgePublisher(r.store, edge_bucket)
-    return Wiring(endpoints=endpoints(deps), loops=(publisher.run,))
+    issuance = await _issuance(r, edge_bucket, lookup)
+    deps = DomainDeps(r.store, lookup.look, clock=_now, issuance=issuance)
+    loops = (publisher.run,) if issuance is None else (publisher.run, issuance.run)
+    return Wiring(endpoints=endpoints(deps), loops=loops)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _issuance(
+    r: Resources[DomainsSettings], edge_bucket: KeyValue, lookup: DnsLookup
+) -> Issuance | None:
+    """The ACME process, when a CA is configured (and a master key seals the keys)."""
+    settings = r.settings
+    if not settings.acme_directory_url:
+        log.info("acme_off", reason="DEPLOYFORGE_ACME_DIRECTORY_URL is empty")
+        return None
+    if not settings.secret_key:
+        log.warning("acme_off", reason="DEPLOYFORGE_SECRET_KEY is needed to seal keys")
+        return None
+    box = SecretBox(settings.secret_key)
+    keys = KeyStore(
+        await key_store.bucket(r.nc.jetstream(), settings.namespace, settings.stream_replicas),
+        box,
+    )
+    config = IssuanceConfig(
+        acme=AcmeConfig(
+            directory_url=settings.acme_directory_url,
+            contact_email=settings.acme_contact_email,
+            eab_kid=settings.acme_eab_kid,
+            eab_hmac_key=settings.acme_eab_hmac_key,
+            ca_bundle=settings.acme_ca_bundle,
+        ),
+        caa_identities=frozenset(
+            i.strip().lower() for i in settings.acme_caa_identities.split(",") if i.strip()
+        ),
+        check_seconds=settings.certificate_check_seconds,
+        expiring_days=tuple(
+            int(d) for d in settings.certificate_expiring_days.split(",") if d.strip()
+        ),
+        retry_initial=timedelta(seconds=settings.certificate_retry_initial_seconds),
+        retry_most=timedelta(seconds=settings.certificate_retry_max_seconds),
+        order_timeout=timedelta(seconds=settings.acme_order_timeout_seconds),
+    )
+    responders = {
+        "http-01": Http01Responder(edge_bucket, settings.acme_http01_propagation_seconds),
+    }
+    return Issuance(
+        r.store,
+        settings.database_url,
+        edge_bucket,
+        keys,
+        box,
+        responders,
+        lookup,
+        config,
+        clock=_now,
+    )
 
 
 CONTEXT = Context(

@@ -12,6 +12,12 @@ from libs.projections import Projection
 from services.domains.events import (
     CODECS,
     STREAM,
+    CertificateExpiring,
+    CertificateFailed,
+    CertificateIssued,
+    CertificateOrderPlaced,
+    CertificateRequested,
+    CertificateRevoked,
     DomainAdded,
     DomainChecked,
     DomainRemoved,
@@ -36,9 +42,12 @@ class DomainProjection(Projection):
     schema = "domains"
     spec = STREAM
     ddl = (Path(__file__).parent / "schema.sql").read_text()
-    codecs = {"domain": CODECS["domain"]}
+    codecs = {"domain": CODECS["domain"], "certificate": CODECS["certificate"]}
 
     async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+        if recorded.meta.aggregate == "certificate":
+            await _apply_certificate(conn, recorded)
+            return
         event, at, domain_id = recorded.event, recorded.meta.occurred_at, recorded.meta.aggregate_id
         match event:
             case DomainAdded():
@@ -113,3 +122,87 @@ class DomainProjection(Projection):
                     domain_id,
                     at,
                 )
+
+
+async def _apply_certificate(conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+    event, at, domain_id = recorded.event, recorded.meta.occurred_at, recorded.meta.aggregate_id
+    match event:
+        case CertificateRequested():
+            await conn.execute(
+                "INSERT INTO certificates (domain_id, organization_id, full_domain, status,"
+                " challenge, names, requested_at, updated_at)"
+                " VALUES ($1,$2,$3,'pending',$4,$5,$6,$6)"
+                " ON CONFLICT (domain_id) DO UPDATE SET status = CASE WHEN certificates.serial IS"
+                " NULL THEN 'pending' ELSE certificates.status END, challenge = $4,"
+                " requested_at = $6, order_url = NULL, updated_at = $6",
+                domain_id,
+                event.organization_id,
+                event.full_domain,
+                event.challenge,
+                event.names,
+                at,
+            )
+            await _ssl_status(conn, domain_id, at)
+        case CertificateOrderPlaced():
+            await conn.execute(
+                "UPDATE certificates SET order_url = $2, updated_at = $3 WHERE domain_id = $1",
+                domain_id,
+                event.order_url,
+                at,
+            )
+        case CertificateIssued():  # and CertificateRenewed
+            await conn.execute(
+                "UPDATE certificates SET status = 'issued', issuer = $2, serial = $3, names = $4,"
+                " not_before = $5, not_after = $6, fingerprint_sha256 = $7, renewal_due_at = $8,"
+                " order_url = NULL, last_error = NULL, attempts = 0, retry_at = NULL,"
+                " expiring_announced = NULL, issued_at = $9, revoked_at = NULL, updated_at = $9"
+                " WHERE domain_id = $1",
+                domain_id,
+                event.issuer,
+                event.serial,
+                event.names,
+                event.not_before,
+                event.not_after,
+                event.fingerprint_sha256,
+                event.renewal_due_at,
+                at,
+            )
+            await _ssl_status(conn, domain_id, at)
+        case CertificateFailed():
+            await conn.execute(
+                "UPDATE certificates SET status = CASE WHEN serial IS NULL THEN 'failed'"
+                " ELSE 'issued' END, last_error = $2, attempts = $3, retry_at = $4,"
+                " order_url = NULL, updated_at = $5 WHERE domain_id = $1",
+                domain_id,
+                event.error,
+                event.attempts,
+                event.retry_at,
+                at,
+            )
+            await _ssl_status(conn, domain_id, at)
+        case CertificateExpiring():
+            await conn.execute(
+                "UPDATE certificates SET expiring_announced = $2, updated_at = $3"
+                " WHERE domain_id = $1",
+                domain_id,
+                event.days,
+                at,
+            )
+        case CertificateRevoked():
+            await conn.execute(
+                "UPDATE certificates SET status = 'revoked', serial = NULL, not_before = NULL,"
+                " not_after = NULL, renewal_due_at = NULL, revoked_at = $2, updated_at = $2"
+                " WHERE domain_id = $1",
+                domain_id,
+                at,
+            )
+            await _ssl_status(conn, domain_id, at)
+
+
+async def _ssl_status(conn: asyncpg.Connection, domain_id: str, at: object) -> None:
+    await conn.execute(
+        "UPDATE domains SET ssl_status = c.status, updated_at = $2 FROM certificates c"
+        " WHERE domains.id = $1 AND c.domain_id = $1",
+        domain_id,
+        at,
+    )

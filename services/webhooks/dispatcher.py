@@ -60,7 +60,7 @@ SOURCES: tuple[tuple[StreamSpec, dict[str, EventCodec[Event]]], ...] = (
             if k in ("deployment", "project", "service", "environment")
         },
     ),
-    (domains.STREAM, {"domain": domains.CODECS["domain"]}),
+    (domains.STREAM, {k: domains.CODECS[k] for k in ("domain", "certificate")}),
     (hooks.ENDPOINTS, {"webhook": hooks.CODECS["webhook"]}),
 )
 DURABLE = "webhooks_dispatch"

@@ -18,6 +18,7 @@ from services.deploy import events as deploy
 from services.deploy.status import STATUS_AFTER
 from services.domains import events as domains
 from services.webhooks import events as hooks
+from services.webhooks.certificate_payloads import certificate_payload
 
 
 class PublicEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -320,6 +321,8 @@ def translate(recorded: Recorded[Event], facts: DeploymentFacts | None) -> Publi
                 "last_error": exhausted.last_error,
             },
         )
+    elif meta.aggregate == "certificate":
+        found = certificate_payload(recorded)
     else:
         found = _resource(recorded)
     organization = meta.organization_id or (facts.organization_id if facts else None)

@@ -169,6 +169,11 @@ def test_failures_back_off_doubling_to_the_cap_and_keep_the_served_certificate()
     )
     after = c.evolve_certificate(served, failed)
     assert (after.status, after.serial) == (c.ISSUED, "0a1b")
+    # ... and its renewal, due already, waits for the retry time like any retry.
+    due = NOW + timedelta(days=61)
+    waited = msgspec.structs.replace(after, retry_at=due + HOUR)
+    assert c.decide_request(waited, verified, reason="renew", now=due) == []
+    assert c.decide_request(waited, verified, reason="renew", now=due + HOUR) != []
 
 
 def test_expiry_is_announced_once_per_threshold_crossed() -> None:

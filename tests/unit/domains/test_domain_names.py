@@ -58,3 +58,22 @@ def test_one_claim_per_spelling_and_the_records_named_after_the_name() -> None:
     )
     assert challenge_record("*.example.com") == "_deployforge-challenge.example.com"
     assert registered_domain("www.shop.example.co.uk") == "example.co.uk"
+
+
+def test_caa_allows_the_named_ca_and_refuses_the_others() -> None:
+    from services.domains.dns_lookup import caa_refusal
+
+    le = {"letsencrypt.org"}
+    assert caa_refusal([], le, wildcard=False) is None
+    assert caa_refusal([(0, "issue", "letsencrypt.org")], le, wildcard=False) is None
+    assert caa_refusal([(0, "issue", "letsencrypt.org; validationmethods=dns-01")], le,
+                       wildcard=False) is None  # fmt: skip
+    refusal = caa_refusal([(0, "issue", "sectigo.com")], le, wildcard=False)
+    assert refusal == "CAA records allow only sectigo.com to issue for this name"
+    assert caa_refusal([(0, "issue", ";")], le, wildcard=False) is not None  # nobody may
+    # issuewild rules wildcards when present; issue rules them otherwise.
+    both = [(0, "issue", "letsencrypt.org"), (0, "issuewild", "sectigo.com")]
+    assert caa_refusal(both, le, wildcard=False) is None
+    assert caa_refusal(both, le, wildcard=True) is not None
+    assert caa_refusal([(0, "iodef", "mailto:x@example.com")], le, wildcard=False) is None
+    assert caa_refusal([(128, "tbs", "x")], le, wildcard=False) is not None
