@@ -85,6 +85,8 @@ class IssuanceConfig:
     retry_initial: dt.timedelta = dt.timedelta(hours=1)
     retry_most: dt.timedelta = dt.timedelta(hours=32)
     order_timeout: dt.timedelta = dt.timedelta(minutes=5)
+    # How long a request taken by a replica that died waits before another takes it.
+    ack_wait_seconds: float = 60.0
 
 
 class Issuance:
@@ -122,7 +124,7 @@ class Issuance:
                 durable_name=DURABLE,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=60,
+                ack_wait=self.config.ack_wait_seconds,
                 max_ack_pending=256,
             ),
             batch=16,
@@ -140,7 +142,7 @@ class Issuance:
                 with contextlib.suppress(Exception):
                     await self.edge.delete(table.certificate_key(meta.aggregate_id))
             elif meta.event_type == "ssl.requested":
-                async with in_progress(msg, every=15):
+                async with in_progress(msg, every=self.config.ack_wait_seconds / 4):
                     await self.carry_out(meta.aggregate_id)
             await msg.ack()
 

@@ -51,6 +51,9 @@ class DomainsSettings(CoreSettings, frozen=True, kw_only=True):
     # How long the edges get to load an HTTP-01 answer before the CA is told to look.
     acme_http01_propagation_seconds: float = 1.0
     acme_order_timeout_seconds: float = 300.0
+    # After a crash, how long until another replica (or the restarted one) resumes the
+    # request the dead one held.
+    acme_resume_after_seconds: float = 60.0
     # How often renewals, retries and expiry warnings are looked for.
     certificate_check_seconds: float = 60.0
     certificate_expiring_days: str = "14,7,1"
@@ -118,6 +121,7 @@ async def _issuance(
         retry_initial=timedelta(seconds=settings.certificate_retry_initial_seconds),
         retry_most=timedelta(seconds=settings.certificate_retry_max_seconds),
         order_timeout=timedelta(seconds=settings.acme_order_timeout_seconds),
+        ack_wait_seconds=settings.acme_resume_after_seconds,
     )
     responders = {
         "http-01": Http01Responder(edge_bucket, settings.acme_http01_propagation_seconds),

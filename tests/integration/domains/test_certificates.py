@@ -106,6 +106,18 @@ async def tls(stack: Stack, dns: ChallTestSrv, workspace: Path) -> AsyncIterator
         await pebble.stop()
 
 
+@pytest.fixture
+async def short_lived(stack: Stack, dns: ChallTestSrv, workspace: Path) -> AsyncIterator[Tls]:
+    """Pebble issuing certificates valid for 12 seconds: renewal is due after 8."""
+    http_port = free_port()
+    pebble = Pebble(dns_resolver=dns.resolver, http_port=http_port, validity_seconds=12)
+    await pebble.start()
+    try:
+        yield await _suite(stack, dns, pebble, workspace, http_port)
+    finally:
+        await pebble.stop()
+
+
 async def _suite(
     stack: Stack, dns: ChallTestSrv, pebble: Pebble, workspace: Path, http_port: int, **acme: Any
 ) -> Tls:
@@ -251,6 +263,47 @@ async def test_revoking_stops_the_edge_serving_the_certificate(tls: Tls) -> None
         return False
 
     await _until(refused)
+
+
+async def test_a_certificate_renews_itself_before_expiry_and_the_edge_swaps_it_live(
+    short_lived: Tls, receivers: Receivers
+) -> None:
+    tls = short_lived
+    receiver, secret = await _hook(tls.stack, receivers)
+    domain = await tls.domain("renew.example.com")
+    first = await tls.until_certificate(domain["id"], lambda c: c["status"] == "issued")
+    # The lifetime is the certificate's own (12 s), not an assumed 90 days.
+    lifetime = _seconds(first["not_after"]) - _seconds(first["not_before"])
+    assert 11 <= lifetime <= 13
+    renewed = await tls.until_certificate(
+        domain["id"], lambda c: c["serial"] not in (None, first["serial"]), timeout=40
+    )
+    assert renewed["status"] == "issued"
+
+    async def swapped() -> bool:
+        try:
+            _, _, served = await tls.https("renew.example.com")
+        except (ssl.SSLError, ConnectionError):
+            return False
+        return format(served.serial_number, "x") != first["serial"]
+
+    await _until(swapped)
+    received = await receiver.wait_for(
+        lambda rs: (
+            any(_type(r) == "ssl.renewed" for r in rs)
+            and any(_type(r) == "ssl.expiring" for r in rs)
+        )
+    )
+    renewal = next(verify(secret, r) for r in received if _type(r) == "ssl.renewed")
+    assert renewal["data"]["previous_serial"] == first["serial"]
+    expiring = next(verify(secret, r) for r in received if _type(r) == "ssl.expiring")
+    assert expiring["data"]["days"] == 1 and expiring["data"]["serial"] == first["serial"]
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
 
 
 async def _eventually_https(tls: Tls, name: str) -> tuple[int, str, x509.Certificate]:
