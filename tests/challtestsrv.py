@@ -19,11 +19,11 @@ import pytest
 from libs.embedded import free_port
 
 
-def require_binary(name: str) -> str:
+def require_binary(name: str, package: str = "pebble") -> str:
     """The path of a server binary only Debian ships; skip (or fail in CI) without it."""
-    found = shutil.which(name)
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if found is None:
-        reason = f"{name} is not installed (apt-get install -y pebble)"
+        reason = f"{name} is not installed (apt-get install -y {package})"
         if os.environ.get("DEPLOYFORGE_REQUIRE_SERVERS"):
             pytest.fail(f"{reason}, and DEPLOYFORGE_REQUIRE_SERVERS is set")
         pytest.skip(reason)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import dns.exception
 import requests
 import structlog
 from acme import errors as acme_errors
@@ -57,6 +58,7 @@ from services.domains.events import CODECS, STREAM
 from services.domains.handlers import DOMAINS
 from services.domains.key_store import KeyStore
 from services.domains.responders import Responder
+from services.domains.rfc2136 import DnsUpdateFailed
 from services.edge import table
 
 log = structlog.get_logger("domains.acme")
@@ -68,6 +70,9 @@ DURABLE = "domains_certificates"
 # What an ACME conversation can fail with, short of a bug of ours.
 _ACME_FAILURES = (
     OrderInvalid,
+    DnsUpdateFailed,
+    dns.exception.DNSException,
+    TimeoutError,
     acme_errors.Error,
     messages.Error,
     requests.RequestException,
@@ -190,6 +195,12 @@ class Issuance:
         state: c.CertificateState,
         context: EventContext,
     ) -> None:
+        responder = self.responders.get(state.challenge)
+        if responder is None:
+            raise OrderInvalid(
+                f"{state.challenge} is not configured here"
+                + (" (set DEPLOYFORGE_ACME_RFC2136_SERVER)" if state.challenge == "dns-01" else "")
+            )
         acme = await self.client()
         key = await self.keys.pending(domain_id)
         order_url = state.order_url
@@ -211,9 +222,6 @@ class Issuance:
             log.info("certificate_order_placed", domain_id=domain_id, order_url=order_url)
         else:
             log.info("certificate_order_resumed", domain_id=domain_id, order_url=order_url)
-        responder = self.responders.get(state.challenge)
-        if responder is None:
-            raise OrderInvalid(f"no {state.challenge} responder is configured")
         loop = asyncio.get_running_loop()
 
         def on_loop(coro: Coroutine[Any, Any, None]) -> None:

@@ -21,7 +21,8 @@ from services.domains.handlers import DomainDeps
 from services.domains.issuance import Issuance, IssuanceConfig
 from services.domains.key_store import KeyStore
 from services.domains.projection import DomainProjection
-from services.domains.responders import Http01Responder
+from services.domains.responders import Http01Responder, Responder
+from services.domains.rfc2136 import Rfc2136Responder
 from services.edge import table as edge_table
 
 log = structlog.get_logger("domains")
@@ -54,6 +55,14 @@ class DomainsSettings(CoreSettings, frozen=True, kw_only=True):
     # After a crash, how long until another replica (or the restarted one) resumes the
     # request the dead one held.
     acme_resume_after_seconds: float = 60.0
+    # DNS-01 (required for wildcards): RFC 2136 updates signed with TSIG to this server
+    # (`host:port`); "" leaves DNS-01 off.
+    acme_rfc2136_server: str = ""
+    acme_rfc2136_key_name: str = ""
+    acme_rfc2136_key_secret: str = ""
+    acme_rfc2136_key_algorithm: str = "hmac-sha256"
+    acme_rfc2136_zone: str = ""  # "": found by asking the server for SOA records
+    acme_dns_propagation_seconds: float = 2.0
     # How often renewals, retries and expiry warnings are looked for.
     certificate_check_seconds: float = 60.0
     certificate_expiring_days: str = "14,7,1"
@@ -123,9 +132,19 @@ async def _issuance(
         order_timeout=timedelta(seconds=settings.acme_order_timeout_seconds),
         ack_wait_seconds=settings.acme_resume_after_seconds,
     )
-    responders = {
+    responders: dict[str, Responder] = {
         "http-01": Http01Responder(edge_bucket, settings.acme_http01_propagation_seconds),
     }
+    if settings.acme_rfc2136_server:
+        [server] = parse_resolvers(settings.acme_rfc2136_server)
+        responders["dns-01"] = Rfc2136Responder(
+            server,
+            key_name=settings.acme_rfc2136_key_name,
+            key_secret=settings.acme_rfc2136_key_secret,
+            key_algorithm=settings.acme_rfc2136_key_algorithm,
+            zone=settings.acme_rfc2136_zone,
+            propagation=settings.acme_dns_propagation_seconds,
+        )
     return Issuance(
         r.store,
         settings.database_url,
