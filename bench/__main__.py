@@ -12,12 +12,13 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, deploys, door, gateway, lag, webhooks
+from bench import appends, deploys, door, edge, gateway, lag, webhooks
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
 
-Runner = Callable[[BenchServers, Path, bool], Awaitable[Table]]
+# A benchmark gives one table, or several.
+Runner = Callable[[BenchServers, Path, bool], Awaitable[Table | list[Table]]]
 
 
 async def _appends(_: BenchServers, work_dir: Path, quick: bool) -> Table:
@@ -61,6 +62,15 @@ async def _webhooks(servers: BenchServers, work_dir: Path, quick: bool) -> Table
     return await webhooks.run(servers.servers, work_dir, settings)
 
 
+async def _edge(servers: BenchServers, work_dir: Path, quick: bool) -> list[Table]:
+    settings = (
+        edge.Settings(duration=1.5, rounds=1, warmup=0.5, certificates=100)
+        if quick
+        else edge.Settings()
+    )
+    return await edge.run(servers.servers, work_dir, settings)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "appends": _appends,
     "door": _door,
@@ -68,6 +78,7 @@ BENCHMARKS: dict[str, Runner] = {
     "lag": _lag,
     "deploys": _deploys,
     "webhooks": _webhooks,
+    "edge": _edge,
 }
 
 
@@ -109,15 +120,16 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"-- {name} ...", flush=True)
                 begin = time.monotonic()
                 try:
-                    table = await BENCHMARKS[name](servers, work_dir, args.quick)
+                    made = await BENCHMARKS[name](servers, work_dir, args.quick)
                 except Exception as exc:
                     traceback.print_exc()
                     failed += 1
-                    table = Table(
+                    made = Table(
                         title=f"{name}: failed", columns=["error"], rows=[[repr(exc)]], notes=[]
                     )
-                tables.append(table)
-                print(render_text(table))
+                for table in made if isinstance(made, list) else [made]:
+                    tables.append(table)
+                    print(render_text(table))
                 print(f"   ({time.monotonic() - begin:.0f} s)\n", flush=True)
             machine = facts(
                 nats_server=servers.nats_version,

@@ -10,12 +10,16 @@ measured alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import multiprocessing
+import ssl
 from concurrent.futures import ProcessPoolExecutor
 from types import TracebackType
 
 import aiohttp
 import msgspec
+import yarl
 
 from bench.drive import Operation, Run, drive, drive_at_rate
 
@@ -28,15 +32,48 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True):
     warmup: float = 1.0
     # None: closed loop, as fast as the connections allow. Else requests per second.
     rate: float | None = None
+    # An https URL: the name sent in SNI (certificates are not verified: a benchmark).
+    server_hostname: str = ""
+    # Not requests but TLS handshakes: each operation opens a connection to the URL's
+    # host and port with the next of these names in SNI, completes the handshake, closes.
+    handshake_names: list[str] = msgspec.field(default_factory=list)
 
 
 class HTTPStatusError(Exception):
     pass
 
 
-def _get(http: aiohttp.ClientSession, spec: LoadSpec) -> Operation:
+def _unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _handshake(spec: LoadSpec) -> Operation:
+    url = yarl.URL(spec.url)
+    context, names = _unverified(), spec.handshake_names
+    counter = itertools.count()
+
     async def op(_: int) -> None:
-        async with http.get(spec.url) as response:
+        name = names[next(counter) % len(names)]
+        _reader, writer = await asyncio.open_connection(
+            url.host, url.port, ssl=context, server_hostname=name
+        )
+        writer.close()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            await writer.wait_closed()
+
+    return op
+
+
+def _get(http: aiohttp.ClientSession, spec: LoadSpec) -> Operation:
+    tls = _unverified() if spec.server_hostname else True
+
+    async def op(_: int) -> None:
+        async with http.get(
+            spec.url, ssl=tls, server_hostname=spec.server_hostname or None
+        ) as response:
             await response.read()
             if response.status >= 400:
                 raise HTTPStatusError(f"HTTP {response.status}")
@@ -56,7 +93,7 @@ async def _load(spec: LoadSpec) -> Run:
     async with aiohttp.ClientSession(
         connector=connector, headers=spec.headers, timeout=timeout
     ) as http:
-        op = _get(http, spec)
+        op = _handshake(spec) if spec.handshake_names else _get(http, spec)
         if spec.warmup > 0:
             await _phase(op, spec, spec.warmup)
         return await _phase(op, spec, spec.duration)

@@ -120,8 +120,24 @@ async def send(
     )
 
 
+# Answers up to this size (by Content-Length) are read whole and sent in one write.
+_WHOLE = 64 * 1024
+
+
 async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Stream the upstream's answer to the client, chunk by chunk."""
+    """Send the upstream's answer to the client: whole when it is small and its length
+    known, otherwise streamed chunk by chunk."""
+    length = upstream.content_length
+    if length is not None and length <= _WHOLE and request.method != "HEAD":
+        try:
+            body = await upstream.read()
+        except aiohttp.ClientError:
+            return error(502, "upstream broke off its answer")
+        headers = end_to_end_headers(upstream.headers)
+        headers.popall("Content-Length", None)
+        return web.Response(
+            status=upstream.status, reason=upstream.reason, body=body, headers=headers
+        )
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     response.headers.extend(end_to_end_headers(upstream.headers))
     await response.prepare(request)

@@ -106,7 +106,7 @@ async def run(
 
 
 def main() -> None:
-    run_until_signalled("edge", load_settings(EdgeSettings), run)
+    run_until_signalled("edge", load_settings(EdgeSettings), run, fast_loop=True)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,9 @@ class EdgeServer:
         except BaseException:
             await self.close()
             raise
-        self.http_port = _bound_port(http)
-        self.https_port = _bound_port(https)
+        # One address per site, in the order they were started (HTTP, then HTTPS).
+        http_address, https_address = self._runner.addresses[:2]
+        self.http_port, self.https_port = int(http_address[1]), int(https_address[1])
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -126,8 +127,3 @@ class EdgeServer:
                 upstream.release()
         raise AssertionError("unreachable")
 
-
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server
-    assert isinstance(server, asyncio.base_events.Server)
-    return int(server.sockets[0].getsockname()[1])
