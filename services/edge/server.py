@@ -126,4 +126,3 @@ class EdgeServer:
             finally:
                 upstream.release()
         raise AssertionError("unreachable")
-
