@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, deploys, door, edge, gateway, lag, webhooks
+from bench import appends, deploys, door, edge, gateway, issuance, lag, webhooks
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
@@ -71,6 +71,11 @@ async def _edge(servers: BenchServers, work_dir: Path, quick: bool) -> list[Tabl
     return await edge.run(servers.servers, work_dir, settings)
 
 
+async def _issuance(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
+    settings = issuance.Settings(domains=3) if quick else issuance.Settings()
+    return await issuance.run(servers.servers, work_dir, settings)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "appends": _appends,
     "door": _door,
@@ -79,6 +84,7 @@ BENCHMARKS: dict[str, Runner] = {
     "deploys": _deploys,
     "webhooks": _webhooks,
     "edge": _edge,
+    "issuance": _issuance,
 }
 
 
