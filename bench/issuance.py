@@ -133,9 +133,11 @@ async def _suite(
         try:
             bus = CommandBus(nc, namespace=suite.namespace)
             for name, child in (("deploy", d), ("domains", domains)):
-                await wait_until(
-                    lambda n=name: bus.ping(n), f"the {name} service", children=[child]
-                )
+
+                async def answers(service: str = name) -> bool:
+                    return await bus.ping(service)
+
+                await wait_until(answers, f"the {name} service", children=[child])
             await bootstrap_admin(nc, suite)
         finally:
             await nc.close()
