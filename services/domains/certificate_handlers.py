@@ -26,9 +26,11 @@ async def request_certificate(
     actor = ctx.caller()
     domain, _ = await load_state(deps.store, DOMAINS, cmd.domain_id)
     d.require_domain(domain, actor, "write")
-    _issuance(deps)
     now = deps.clock()
     reason = "force" if cmd.force_renewal else "issue"
+    current, _ = await load_state(deps.store, CERTIFICATES, cmd.domain_id)
+    cert.decide_request(current, domain, reason=reason, now=now)  # refuses with the reason
+    _issuance(deps)
     seq = await change(
         deps.store,
         CERTIFICATES,

@@ -62,6 +62,7 @@ def route_of(state: DomainState) -> table.Route | None:
         environment_id=state.environment_id,
         redirect_to=state.redirect_to,
         redirect_https=state.redirect_https,
+        ssl_enabled=state.ssl_enabled,
     )
 
 

@@ -118,7 +118,7 @@ def decide(
     status = 301 if method in ("GET", "HEAD") else 308
     if route.redirect_to:
         return Redirect(_redirect_target(route.redirect_to, path_qs), status)
-    if not tls and route.redirect_https and state.has_certificate(host):
+    if not tls and route.ssl_enabled and route.redirect_https and state.has_certificate(host):
         port = "" if https_port == 443 else f":{https_port}"
         return Redirect(f"https://{host}{port}{path_qs}", status)
     upstream = state.upstreams.get((route.service_id, route.environment_id))

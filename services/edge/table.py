@@ -31,8 +31,10 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     service_id: str
     environment_id: str
     redirect_to: str | None = None
-    # HTTP is redirected to HTTPS once a certificate is served, unless turned off.
+    # HTTP is redirected to HTTPS once a certificate is served, unless turned off
+    # (or TLS is off for the domain altogether).
     redirect_https: bool = True
+    ssl_enabled: bool = True
 
 
 class Upstream(msgspec.Struct, frozen=True, kw_only=True):

@@ -79,6 +79,8 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "ServiceDomainBody": {"domain": "gen2.example.com", "environment_id": "{environment_id}"},
     "DomainPatch": {"port": 8080, "redirect_to": "https://example.com/x"},
+    "CertificateBody": {"force_renewal": False},
+    "GenerateBody": {"provider": "letsencrypt", "force_renewal": False},
     "ProxyRouteBody": {
         "domain": "gen3.example.com",
         "service_id": "{service_id}",

@@ -111,6 +111,8 @@ def test_http_goes_to_https_only_once_a_certificate_is_served_and_if_wanted() ->
     assert isinstance(ask(served, name, "/p", tls=True, sni=name), Forward)
     off = state(route(name, redirect_https=False), certified=(name,))
     assert isinstance(ask(off, name), Forward)
+    no_tls = state(route(name, ssl_enabled=False), certified=(name,))
+    assert isinstance(ask(no_tls, name), Forward)
     wildcard = state(route("*.apps.example.com"), certified=("*.apps.example.com",))
     assert isinstance(ask(wildcard, "a.apps.example.com"), Redirect)
 
