@@ -96,7 +96,8 @@ class DomainPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     port: c.Port | None = None
     ssl_enabled: bool | None = None
     auto_renew_ssl: bool | None = None
-    redirect_to: c.RedirectUrl | None = None
+    # null removes the redirect.
+    redirect_to: c.RedirectUrl | msgspec.UnsetType | None = msgspec.UNSET
     redirect_https: bool | None = None
 
 
@@ -252,7 +253,11 @@ async def get_domain(request: web.Request) -> web.Response:
 async def update_domain(request: web.Request) -> web.Response:
     domain = await _get(request, request.match_info["id"])
     body = await read_json(request, DomainPatch)
-    fields = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+    fields = {
+        k: v
+        for k, v in msgspec.structs.asdict(body).items()
+        if v is not msgspec.UNSET and (v is not None or k == "redirect_to")
+    }
     result = await send(
         request, "domains", "update_domain", c.UpdateDomain(domain_id=domain.id, **fields)
     )

@@ -41,7 +41,8 @@ class UpdateDomain(Command, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     port: Port | None = None
     ssl_enabled: bool | None = None
     auto_renew_ssl: bool | None = None
-    redirect_to: RedirectUrl | None = None
+    # Absent: unchanged; null: no redirect any more.
+    redirect_to: RedirectUrl | msgspec.UnsetType | None = msgspec.UNSET
     redirect_https: bool | None = None
 
 

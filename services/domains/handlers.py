@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+import msgspec
 import yarl
 
 from libs.aggregate import AggregateType, change, load_state
@@ -139,9 +140,11 @@ async def update_domain(deps: DomainDeps, cmd: c.UpdateDomain, ctx: CommandConte
     changes = {
         f: getattr(cmd, f)
         for f in cmd.__struct_fields__
-        if f != "domain_id" and getattr(cmd, f) is not None
+        if f not in ("domain_id", "redirect_to") and getattr(cmd, f) is not None
     }
-    if "redirect_to" in changes:
+    if cmd.redirect_to is not msgspec.UNSET:
+        changes["redirect_to"] = cmd.redirect_to
+    if changes.get("redirect_to") is not None:
         changes["redirect_to"] = _redirect(changes["redirect_to"])
     service_org, environment_org = await _owners(
         deps, changes.get("service_id"), changes.get("environment_id")

@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 import dns.exception
+import nats.js.errors
 import requests
 import structlog
 from acme import errors as acme_errors
@@ -144,8 +145,10 @@ class Issuance:
             if meta.event_type == "domain.verified" or meta.event_type == "domain.updated":
                 await self.request(meta.aggregate_id, "issue")
             elif meta.event_type == "domain.removed":
-                with contextlib.suppress(Exception):
+                # Its route goes (the edge publisher), and so does its certificate.
+                with contextlib.suppress(nats.js.errors.KeyNotFoundError):
                     await self.edge.delete(table.certificate_key(meta.aggregate_id))
+                await self.keys.drop_pending(meta.aggregate_id)
             elif meta.event_type == "ssl.requested":
                 async with in_progress(msg, every=self.config.ack_wait_seconds / 4):
                     await self.carry_out(meta.aggregate_id)
@@ -163,9 +166,7 @@ class Issuance:
                 lambda s: c.decide_request(s, domain, reason=reason, now=now),
                 lambda _: _context(domain.organization_id),
             )
-        except DomainError as exc:
-            if reason in ("force",):
-                raise
+        except DomainError as exc:  # not verified, TLS off, removed: nothing to order
             log.debug("certificate_not_requested", domain_id=domain_id, why=exc.message)
             return None
 

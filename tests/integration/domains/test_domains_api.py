@@ -235,6 +235,21 @@ async def test_service_domains_proxy_routes_and_a_replayed_read_model(domains: S
         )
     )
     assert (patched["port"], patched["redirect_https"]) == (8080, False)
+    redirected = await _ok(
+        await stack.client.patch(
+            f"/v1/domains/{route['id']}",
+            json={"redirect_to": "https://example.net/"},
+            headers=stack.auth(),
+        )
+    )
+    assert redirected["redirect_to"] == "https://example.net/"
+    assert redirected["port"] == 8080  # what a PATCH does not name is kept
+    cleared = await _ok(
+        await stack.client.patch(
+            f"/v1/domains/{route['id']}", json={"redirect_to": None}, headers=stack.auth()
+        )
+    )
+    assert cleared["redirect_to"] is None
     removed = await stack.client.delete(f"/v1/proxy/routes/{route['id']}", headers=stack.auth())
     assert removed.status == 204, await removed.text()
     # Read with the removal's consistency token: the read model has applied it.
