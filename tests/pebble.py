@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -99,3 +100,4 @@ class Pebble:
         if self._process is not None and self._process.returncode is None:
             self._process.terminate()
             await self._process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
