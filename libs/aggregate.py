@@ -8,11 +8,11 @@ from typing import Any, Generic, TypeVar
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from libs.events import Event, EventCodec, EventContext
 from libs.eventstore import ConcurrencyError, EventStore
+from libs.kv import file_bucket
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -174,10 +174,6 @@ class _Snapshot(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 
 async def snapshot_bucket(js: JetStreamContext, namespace: str, replicas: int = 1) -> KeyValue:
     """The key-value bucket `<ns>_snapshots` (made on first use)."""
+    # Named `snapshots` without a namespace since it first shipped: kept.
     name = f"{namespace}_snapshots" if namespace else "snapshots"
-    try:
-        return await js.key_value(name)
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(bucket=name, storage=StorageType.FILE, replicas=replicas, history=1)
-        )
+    return await file_bucket(js, name, replicas)

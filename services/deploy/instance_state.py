@@ -18,8 +18,10 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
+
+from libs.kv import bucket_name as named_bucket
+from libs.kv import file_bucket
 
 REPORT_SECONDS = 5.0
 # What an instance id may be (the agent names them `<deployment>-<n>` and
@@ -62,18 +64,11 @@ class InstanceReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def bucket_name(namespace: str) -> str:
-    return f"{namespace}_instances" if namespace else "deployforge_instances"
+    return named_bucket(namespace, "instances")
 
 
 async def bucket(js: JetStreamContext, namespace: str, replicas: int = 1) -> KeyValue:
-    try:
-        return await js.key_value(bucket_name(namespace))
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=bucket_name(namespace), storage=StorageType.FILE, replicas=replicas
-            )
-        )
+    return await file_bucket(js, bucket_name(namespace), replicas)
 
 
 _encoder = msgspec.json.Encoder()

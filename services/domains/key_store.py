@@ -20,10 +20,11 @@ import hashlib
 import msgspec
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from libs.crypto import SecretBox
+from libs.kv import bucket_name as named_bucket
+from libs.kv import file_bucket
 from services.edge.table import KEY_PURPOSE
 
 ACCOUNT_PURPOSE = "acme-account-key"
@@ -39,18 +40,11 @@ class PendingKey(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def bucket_name(namespace: str) -> str:
-    return f"{namespace}_domains_keys" if namespace else "deployforge_domains_keys"
+    return named_bucket(namespace, "domains_keys")
 
 
 async def bucket(js: JetStreamContext, namespace: str, replicas: int = 1) -> KeyValue:
-    try:
-        return await js.key_value(bucket_name(namespace))
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=bucket_name(namespace), storage=StorageType.FILE, replicas=replicas
-            )
-        )
+    return await file_bucket(js, bucket_name(namespace), replicas)
 
 
 class KeyStore:

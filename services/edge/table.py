@@ -18,10 +18,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
+
+from libs.kv import bucket_name as named_bucket
+from libs.kv import file_bucket
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,18 +63,11 @@ KEY_PURPOSE = "certificate-key"
 
 
 def bucket_name(namespace: str) -> str:
-    return f"{namespace}_edge" if namespace else "deployforge_edge"
+    return named_bucket(namespace, "edge")
 
 
 async def bucket(js: JetStreamContext, namespace: str, replicas: int = 1) -> KeyValue:
-    try:
-        return await js.key_value(bucket_name(namespace))
-    except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=bucket_name(namespace), storage=StorageType.FILE, replicas=replicas
-            )
-        )
+    return await file_bucket(js, bucket_name(namespace), replicas)
 
 
 def route_key(domain_id: str) -> str:

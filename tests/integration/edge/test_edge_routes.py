@@ -5,36 +5,22 @@ git repository, agent, processes, DNS (pebble-challtestsrv) and edge."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.challtestsrv import ChallTestSrv
 from tests.conftest import Stack
-from tests.integration.deploy.test_agent_deploys import _git, commit_version, make_service
+from tests.integration.deploy.test_agent_deploys import (  # the fixtures too
+    commit_version,
+    make_service,
+    repo,
+    workspace,
+)
 
-
-@pytest.fixture
-def workspace() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="deployforge-edge-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def repo(workspace: Path) -> Path:
-    path = workspace / "repo"
-    path.mkdir()
-    _git(path, "init", "-q", "-b", "main")
-    commit_version(path, "v1")
-    return path
+__all__ = ["repo", "workspace"]  # fixtures, used by name
 
 
 async def _through(edge: Any, host: str, path: str = "/") -> tuple[int, str]:
