@@ -25,6 +25,9 @@ class EnvironmentState(msgspec.Struct, frozen=True, kw_only=True):
     organization_id: str | None = None
     status: str = "active"
     deleted: bool = False
+    region: str | None = None
+    # The cloud credentials, sealed (drift reads and provisions with them).
+    credentials_sealed: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -35,7 +38,16 @@ def evolve_environment(state: EnvironmentState, event: Event) -> EnvironmentStat
     match event:
         case EnvironmentCreated():
             return EnvironmentState(
-                environment_id=event.environment_id, organization_id=event.organization_id
+                environment_id=event.environment_id,
+                organization_id=event.organization_id,
+                region=event.region,
+                credentials_sealed=event.credentials_sealed,
+            )
+        case EnvironmentUpdated():
+            return msgspec.structs.replace(
+                state,
+                region=event.changes.get("region", state.region),
+                credentials_sealed=event.credentials_sealed or state.credentials_sealed,
             )
         case EnvironmentStatusChanged():
             return msgspec.structs.replace(state, status=event.status)
