@@ -19,9 +19,10 @@ from services.audit.main import CONTEXT as AUDIT
 from services.auth.main import CONTEXT as AUTH
 from services.deploy.main import CONTEXT as DEPLOY
 from services.domains.main import CONTEXT as DOMAINS
+from services.drift.main import CONTEXT as DRIFT
 from services.webhooks.main import CONTEXT as WEBHOOKS
 
-CONTEXTS: tuple[Context[Any], ...] = (AUTH, DEPLOY, DOMAINS, WEBHOOKS, AUDIT)
+CONTEXTS: tuple[Context[Any], ...] = (AUTH, DEPLOY, DOMAINS, DRIFT, WEBHOOKS, AUDIT)
 __all__ = ["AUDIT", "AUTH", "BY_NAME", "CONTEXTS", "PROJECTIONS", "PROJECTION_OF_STREAM", "STREAMS"]
 BY_NAME: dict[str, Context[Any]] = {c.name: c for c in CONTEXTS}
 

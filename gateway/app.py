@@ -27,6 +27,7 @@ from gateway.routes import (
     domains,
     environments,
     health,
+    infrastructure,
     instances,
     live,
     logs,
@@ -68,6 +69,7 @@ ROUTE_TABLES = (
     health.api,
     domains.api,
     certificates.api,
+    infrastructure.api,
     webhooks.api,
     meta_api,
 )

@@ -19,7 +19,8 @@ class ResourceRequested(Event, frozen=True, kw_only=True, tag="infrastructure.re
     resource_id: str
     organization_id: str
     environment_id: str
-    type: str  # server | security_group | volume | bucket
+    # server | security_group | volume | bucket ("type" is every event's tag field)
+    resource_type: str
     provider: str  # aws
     region: str
     specs: dict[str, Any]

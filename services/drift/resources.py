@@ -59,7 +59,7 @@ def evolve_resource(state: ResourceState, event: Event) -> ResourceState:
                 resource_id=event.resource_id,
                 organization_id=event.organization_id,
                 environment_id=event.environment_id,
-                type=event.type,
+                type=event.resource_type,
                 provider=event.provider,
                 region=event.region,
                 specs=event.specs,

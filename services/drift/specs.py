@@ -21,6 +21,7 @@ Name = Annotated[str, Meta(min_length=1, max_length=255)]
 Text = Annotated[str, Meta(max_length=255)]
 ProviderRef = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 TYPES = ("server", "security_group", "volume", "bucket")
+_SIZE = re.compile(r"\s*(\d{1,5})\s*(?:GB|GiB|G)?\s*")
 TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 
 
@@ -77,6 +78,13 @@ def check(resource_type: str, specs: dict[str, Any]) -> Spec:
     kind = SPECS.get(resource_type)
     if kind is None:
         raise ValidationFailed(f"type is one of {', '.join(TYPES)}", "$.type")
+    storage = specs.get("storage")
+    if resource_type == "server" and isinstance(storage, str):
+        # The platform seed writes sizes as "100GB".
+        size = _SIZE.fullmatch(storage)
+        if size is None:
+            raise ValidationFailed("a size in GiB, such as 100 or \"100GB\"", "$.specs.storage")
+        specs = {**specs, "storage": int(size.group(1))}
     try:
         spec = msgspec.convert(specs, kind)
     except msgspec.ValidationError as exc:

@@ -80,6 +80,14 @@ BASES: dict[str, dict[str, Any]] = {
     "ServiceDomainBody": {"domain": "gen2.example.com", "environment_id": "{environment_id}"},
     "DomainPatch": {"port": 8080, "redirect_to": "https://example.com/x"},
     "CertificateBody": {"force_renewal": False},
+    "ResourceBody": {
+        "environment_id": "{environment_id}",
+        "type": "volume",
+        "region": "eu-west-1",
+        "specs": {"size": 10},
+        "tags": {"team": "t"},
+    },
+    "ResourcePatch": {"tags": {"team": "u"}},
     "GenerateBody": {"provider": "letsencrypt", "force_renewal": False},
     "ProxyRouteBody": {
         "domain": "gen3.example.com",
@@ -102,6 +110,7 @@ PATH_IDS = {
     "webhooks": "webhook_id",
     "instances": "instance_id",
     "domains": "domain_id",
+    "resources": "resource_id",
 }
 
 SPECIAL = st.sampled_from(
@@ -273,6 +282,19 @@ async def _world(stack: Stack) -> dict[str, str]:
             headers=h,
         )
     )
+    resource = await _ok(
+        await c.post(
+            "/v1/infrastructure/resources",
+            json={
+                "environment_id": env["id"],
+                "type": "volume",
+                "region": "eu-west-1",
+                "specs": {"size": 10},
+            },
+            headers=h,
+        ),
+        202,
+    )
     user = await _ok(
         await c.post(
             "/v1/users",
@@ -291,6 +313,7 @@ async def _world(stack: Stack) -> dict[str, str]:
         "user_id": user["id"],
         "instance_id": "ins_none",
         "domain_id": domain["id"],
+        "resource_id": resource["id"],
     }
 
 
@@ -380,6 +403,7 @@ def _assert_answer(spec: RouteSpec, target: tuple[str, ...], status: int, text: 
 async def test_generated_text_never_breaks_a_route_or_a_read_model(stack: Stack) -> None:
     await stack.start_webhooks()
     await stack.start("domains")
+    await stack.start("drift")
     world = await _world(stack)
     loop = asyncio.get_running_loop()
     routes = _body_routes()

@@ -34,6 +34,7 @@ async def test_readyz_reports_a_stopped_service(stack: Stack) -> None:
         "auth": "ok",
         "deploy": "ok",
         "domains": "ok",
+        "drift": "ok",
         "webhooks": "ok",
         "audit": "ok",
     }

@@ -1,0 +1,40 @@
+"""The commands the drift service accepts over NATS (and the HTTP bodies behind them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Region = Annotated[str, Meta(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", max_length=32)]
+ResourceType = Literal["server", "security_group", "volume", "bucket"]
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class RequestResource(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    organization_id: Id | None = None  # None: the caller's default organization
+    environment_id: Id
+    type: ResourceType
+    provider: Literal["aws"] = "aws"
+    region: Region | None = None  # None: the environment's region
+    specs: dict[str, Any]
+    tags: dict[str, str] = {}
+
+
+class ChangeResource(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    resource_id: Id
+    specs: dict[str, Any] | None = None
+    tags: dict[str, str] | None = None
+
+
+class DeleteResource(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    resource_id: Id
+
+
+class Created(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
