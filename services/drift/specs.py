@@ -83,7 +83,7 @@ def check(resource_type: str, specs: dict[str, Any]) -> Spec:
         # The platform seed writes sizes as "100GB".
         size = _SIZE.fullmatch(storage)
         if size is None:
-            raise ValidationFailed("a size in GiB, such as 100 or \"100GB\"", "$.specs.storage")
+            raise ValidationFailed('a size in GiB, such as 100 or "100GB"', "$.specs.storage")
         specs = {**specs, "storage": int(size.group(1))}
     try:
         spec = msgspec.convert(specs, kind)

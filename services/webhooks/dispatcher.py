@@ -34,6 +34,7 @@ from libs.eventstore import ConcurrencyError, EventStore, StreamSpec
 from libs.tracing import continued
 from services.deploy import events as deploy
 from services.domains import events as domains
+from services.drift import events as drift
 from services.webhooks import decider as d
 from services.webhooks import events as hooks
 from services.webhooks.courier import PROMPT_WAIT_SECONDS, Courier
@@ -61,6 +62,7 @@ SOURCES: tuple[tuple[StreamSpec, dict[str, EventCodec[Event]]], ...] = (
         },
     ),
     (domains.STREAM, {k: domains.CODECS[k] for k in ("domain", "certificate")}),
+    (drift.STREAM, {"resource": drift.CODECS["resource"]}),
     (hooks.ENDPOINTS, {"webhook": hooks.CODECS["webhook"]}),
 )
 DURABLE = "webhooks_dispatch"

@@ -19,6 +19,7 @@ from services.deploy.status import STATUS_AFTER
 from services.domains import events as domains
 from services.webhooks import events as hooks
 from services.webhooks.certificate_payloads import certificate_payload
+from services.webhooks.infrastructure_payloads import infrastructure_payload
 
 
 class PublicEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -323,6 +324,8 @@ def translate(recorded: Recorded[Event], facts: DeploymentFacts | None) -> Publi
         )
     elif meta.aggregate == "certificate":
         found = certificate_payload(recorded)
+    elif meta.aggregate == "resource":
+        found = infrastructure_payload(recorded)
     else:
         found = _resource(recorded)
     organization = meta.organization_id or (facts.organization_id if facts else None)

@@ -19,6 +19,7 @@ from libs.replay import replay
 from services.drift.projection import DriftProjection
 from tests.conftest import Stack
 from tests.moto_server import MotoServer
+from tests.receivers import Receivers, verify
 
 REGION = "eu-west-1"
 CANARY = "s3cr3t-canary-value"  # the environment's secret key: never seen again
@@ -72,9 +73,17 @@ def _ec2(moto: MotoServer) -> Any:
 
 
 async def test_a_security_group_is_provisioned_changed_and_deleted_by_jobs(
-    drift: Stack, moto: MotoServer
+    drift: Stack, moto: MotoServer, receivers: Receivers
 ) -> None:
     stack = drift
+    await stack.start_webhooks()
+    receiver = await receivers()
+    hook = await stack.client.post(
+        "/v1/webhooks",
+        json={"url": receiver.url, "events": ["infrastructure.*"]},
+        headers=stack.auth(),
+    )
+    secret = (await hook.json())["secret"]
     env = await _environment(stack)
     body = {
         "environment_id": env,
@@ -141,6 +150,14 @@ async def test_a_security_group_is_provisioned_changed_and_deleted_by_jobs(
     finally:
         await nc.close()
     assert CANARY not in str(listed) and CANARY not in str(active)
+    kinds = ["infrastructure.resource_requested", "infrastructure.resource_provisioned",
+             "infrastructure.resource_updated", "infrastructure.resource_deleted"]  # fmt: skip
+    delivered = await receiver.wait_for(
+        lambda rs: {r.payload.get("type") for r in rs} >= set(kinds)
+    )
+    provisioned = next(verify(secret, r) for r in delivered if r.payload["type"] == kinds[1])
+    assert provisioned["data"] == {"resource_id": declared["id"], "provider_id": group}
+    assert all(CANARY.encode() not in r.body for r in delivered)
 
     # A replayed read model equals the live one.
     query = "SELECT * FROM drift.resources ORDER BY id"
