@@ -17,6 +17,8 @@ from services.deploy.events import CODECS as DEPLOY_CODECS
 from services.deploy.events import STREAM as DEPLOY_STREAM
 from services.domains.events import CODECS as DOMAIN_CODECS
 from services.domains.events import STREAM as DOMAIN_STREAM
+from services.drift.events import CODECS as DRIFT_CODECS
+from services.drift.events import STREAM as DRIFT_STREAM
 from services.webhooks.events import CODECS as WEBHOOK_CODECS
 from services.webhooks.events import DELIVERIES, ENDPOINTS
 
@@ -24,6 +26,7 @@ AUDITED = (
     (AUTH_STREAM, AUTH_CODECS),
     (DEPLOY_STREAM, DEPLOY_CODECS),
     (DOMAIN_STREAM, DOMAIN_CODECS),
+    (DRIFT_STREAM, DRIFT_CODECS),
     (ENDPOINTS, WEBHOOK_CODECS),
     (DELIVERIES, WEBHOOK_CODECS),
 )

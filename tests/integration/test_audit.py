@@ -32,6 +32,8 @@ async def audited(stack: Stack) -> Stack:
     await stack.start(
         "domains", domains_dns_resolver="127.0.0.1:9", domains_dns_timeout_seconds=0.5
     )
+    # No endpoint answers: a resource's job fails fast (no usable credentials either).
+    await stack.start("drift", drift_aws_endpoint_url="http://127.0.0.1:9")
     await stack.start("audit")
     return stack
 
@@ -273,6 +275,30 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
     )
     await step("DELETE", "/v1/domains/{dom}", None, "domain.removed", lambda _: ids["dom"])
     await step("DELETE", "/v1/proxy/routes/{route}", None, "domain.removed", lambda _: ids["route"])
+    resource = {"environment_id": ids["env"], "type": "volume", "region": "eu-west-1",
+                "specs": {"size": 10}}  # fmt: skip
+    for path in (
+        "/v1/infrastructure/resources",
+        f"/v1/organizations/{org}/infrastructure/resources",
+    ):
+        declared = await step(
+            "POST", path, resource, "infrastructure.resource_requested", lambda r: r["id"]
+        )
+        ids["res"] = declared["resource"]["id"]
+    for _ in range(300):  # its job fails (nothing answers): then it may be deleted
+        state = await stack.client.get(
+            "/v1/infrastructure/resources/{res}".format(**ids), headers=stack.auth()
+        )
+        if (await state.json())["status"] == "failed":
+            break
+        await asyncio.sleep(0.05)
+    await step(
+        "DELETE",
+        "/v1/infrastructure/resources/{res}",
+        None,
+        "infrastructure.resource_deletion_requested",
+        lambda _: ids["res"],
+    )
     await step(
         "DELETE",
         "/v1/services/{scoped_services}",

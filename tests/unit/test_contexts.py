@@ -73,3 +73,11 @@ def test_every_projection_follows_a_stream_some_context_owns() -> None:
 
 def test_every_stream_has_one_read_model_answering_its_consistency_tokens() -> None:
     assert set(PROJECTION_OF_CONTEXT) == {spec.context for spec in STREAMS}
+
+
+def test_the_audit_trail_follows_every_stream() -> None:
+    from services.audit.main import AUDITED
+
+    audited = {spec.context for spec, _ in AUDITED}
+    owned = {spec.context for context in CONTEXTS for spec in context.streams}
+    assert owned <= audited, "add the stream to AUDITED in services/audit/main.py"
