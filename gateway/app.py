@@ -25,6 +25,7 @@ from gateway.routes import (
     certificates,
     deployments,
     domains,
+    drift,
     environments,
     health,
     infrastructure,
@@ -70,6 +71,7 @@ ROUTE_TABLES = (
     domains.api,
     certificates.api,
     infrastructure.api,
+    drift.api,
     webhooks.api,
     meta_api,
 )

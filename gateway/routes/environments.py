@@ -78,7 +78,8 @@ async def fetch_environment(pool: asyncpg.Pool, environment_id: str) -> Environm
     return Environment(**dict(row)) if row else None
 
 
-async def _get(request: web.Request, environment_id: str) -> Environment:
+async def get_visible_environment(request: web.Request, environment_id: str) -> Environment:
+    """The environment, or a 404 to whoever cannot see it."""
     principal = principal_of(request)
     env = await fetch_environment(request.app[keys.POOL], environment_id)
     require_visible(principal, env.organization_id if env else None, "environment")
@@ -145,7 +146,7 @@ async def list_environments(request: web.Request) -> web.Response:
 
 @api.get("/v1/environments/{id}", summary="One environment", response=Environment)
 async def get_environment(request: web.Request) -> web.Response:
-    return json_response(await _get(request, request.match_info["id"]))
+    return json_response(await get_visible_environment(request, request.match_info["id"]))
 
 
 @api.patch(
@@ -156,7 +157,7 @@ async def get_environment(request: web.Request) -> web.Response:
     response=Environment,
 )
 async def update_environment(request: web.Request) -> web.Response:
-    env = await _get(request, request.match_info["id"])
+    env = await get_visible_environment(request, request.match_info["id"])
     body = await read_json(request, EnvironmentPatch)
     if body.status not in (None, "active", "inactive"):
         raise ValidationFailed("status is active or inactive", "$.status")
@@ -173,6 +174,6 @@ async def update_environment(request: web.Request) -> web.Response:
 
 @api.delete("/v1/environments/{id}", summary="Delete an environment", scope="admin", status=204)
 async def delete_environment(request: web.Request) -> web.Response:
-    env = await _get(request, request.match_info["id"])
+    env = await get_visible_environment(request, request.match_info["id"])
     await send(request, "deploy", "delete_environment", c.DeleteEnvironment(environment_id=env.id))
     return web.Response(status=204)

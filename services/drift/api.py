@@ -17,4 +17,5 @@ def endpoints(deps: DriftDeps) -> dict[str, Endpoint[Any]]:
         "request_resource": bind(deps, c.RequestResource, h.request_resource),
         "change_resource": bind(deps, c.ChangeResource, h.change_resource),
         "delete_resource": bind(deps, c.DeleteResource, h.delete_resource),
+        "request_scan": bind(deps, c.RequestScan, h.request_scan),
     }

@@ -26,6 +26,9 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 
 TAG = "deployforge:id"
+# The environment a resource was declared in: a scan of one environment never reports
+# another's resources (same account and region) as unexpected.
+ENVIRONMENT_TAG = "deployforge:environment"
 _LIVE_STATES = ["pending", "running", "stopping", "stopped"]  # not terminated
 # Which lists of each resource type are sets (for services.drift.diff).
 SETS: dict[str, tuple[str, ...]] = {
@@ -47,6 +50,7 @@ class Observed(msgspec.Struct, frozen=True, kw_only=True):
     provider_id: str
     deployforge_id: str
     attributes: dict[str, Any]
+    environment_id: str | None = None
 
 
 class AwsReader:
@@ -93,6 +97,7 @@ class AwsReader:
                 resource_type="security_group",
                 provider_id=group["GroupId"],
                 deployforge_id=_tags(group)[TAG],
+                environment_id=_tags(group).get(ENVIRONMENT_TAG),
                 attributes={
                     "name": group.get("GroupName"),
                     "description": group.get("Description"),
@@ -124,6 +129,7 @@ class AwsReader:
                 resource_type="server",
                 provider_id=instance["InstanceId"],
                 deployforge_id=_tags(instance)[TAG],
+                environment_id=_tags(instance).get(ENVIRONMENT_TAG),
                 attributes={
                     "instance_type": instance.get("InstanceType"),
                     "state": instance.get("State", {}).get("Name"),
@@ -148,6 +154,7 @@ class AwsReader:
                 resource_type="volume",
                 provider_id=volume["VolumeId"],
                 deployforge_id=_tags(volume)[TAG],
+                environment_id=_tags(volume).get(ENVIRONMENT_TAG),
                 attributes={
                     "size": volume.get("Size"),
                     "volume_type": volume.get("VolumeType"),
@@ -172,10 +179,11 @@ class AwsReader:
                         resource_type="bucket",
                         provider_id=name,
                         deployforge_id=tags[TAG],
+                        environment_id=tags.get(ENVIRONMENT_TAG),
                         attributes={
                             "versioning": versioning.get("Status") == "Enabled",
                             "public_access_block": await _public_access_block(s3, name),
-                            "tags": {k: v for k, v in tags.items() if k != TAG},
+                            "tags": _ours_removed(tags),
                         },
                     )
                 )
@@ -205,7 +213,12 @@ def _tags(resource: dict[str, Any]) -> dict[str, str]:
 
 
 def _user_tags(resource: dict[str, Any]) -> dict[str, str]:
-    return {k: v for k, v in _tags(resource).items() if k != TAG}
+    return _ours_removed(_tags(resource))
+
+
+def _ours_removed(tags: dict[str, str]) -> dict[str, str]:
+    """The tags a user declared: DeployForge's own (`deployforge:*`) are not attributes."""
+    return {k: v for k, v in tags.items() if not k.startswith("deployforge:")}
 
 
 async def _bucket_tags(s3: Any, name: str) -> dict[str, str]:

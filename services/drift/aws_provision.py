@@ -20,13 +20,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from services.drift import specs as s
-from services.drift.aws import TAG, AwsReader, Observed, rules
+from services.drift.aws import ENVIRONMENT_TAG, TAG, AwsReader, Credentials, Observed, rules
 
 
-def _tags(resource_id: str, tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())] + [
-        {"Key": TAG, "Value": resource_id}
-    ]
+def _tags(
+    resource_id: str, tags: dict[str, str], environment_id: str | None = None
+) -> list[dict[str, str]]:
+    ours = [{"Key": TAG, "Value": resource_id}]
+    if environment_id:
+        ours.append({"Key": ENVIRONMENT_TAG, "Value": environment_id})
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())] + ours
 
 
 def _code(exc: ClientError) -> str:
@@ -66,6 +69,18 @@ def _as_permission(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 class AwsProvisioner(AwsReader):
+    def __init__(
+        self,
+        region: str,
+        credentials: Credentials,
+        *,
+        endpoint_url: str | None = None,
+        environment_id: str | None = None,
+    ) -> None:
+        super().__init__(region, credentials, endpoint_url=endpoint_url)
+        # The environment the resources are declared in (tagged on each).
+        self.environment_id = environment_id
+
     async def provision(
         self, resource_id: str, resource_type: str, spec: s.Spec, tags: dict[str, str]
     ) -> str:
@@ -106,7 +121,10 @@ class AwsProvisioner(AwsReader):
                         GroupName=f"deployforge-{resource_id}",
                         Description=spec.description,
                         TagSpecifications=[
-                            {"ResourceType": "security-group", "Tags": _tags(resource_id, tags)}
+                            {
+                                "ResourceType": "security-group",
+                                "Tags": _tags(resource_id, tags, self.environment_id),
+                            }
                         ],
                     )
                     group_id = str(created["GroupId"])
@@ -117,7 +135,9 @@ class AwsProvisioner(AwsReader):
                         Filters=[{"Name": "group-name", "Values": [f"deployforge-{resource_id}"]}]
                     )
                     group_id = str(described["SecurityGroups"][0]["GroupId"])
-                    await ec2.create_tags(Resources=[group_id], Tags=_tags(resource_id, tags))
+                    await ec2.create_tags(
+                        Resources=[group_id], Tags=_tags(resource_id, tags, self.environment_id)
+                    )
         else:
             group_id = found.provider_id
         await self.apply("security_group", resource_id, group_id, spec, tags)
@@ -155,8 +175,14 @@ class AwsProvisioner(AwsReader):
                 "MaxCount": 1,
                 "ClientToken": resource_id,
                 "TagSpecifications": [
-                    {"ResourceType": "instance", "Tags": _tags(resource_id, tags)},
-                    {"ResourceType": "volume", "Tags": _tags(resource_id, tags)},
+                    {
+                        "ResourceType": "instance",
+                        "Tags": _tags(resource_id, tags, self.environment_id),
+                    },
+                    {
+                        "ResourceType": "volume",
+                        "Tags": _tags(resource_id, tags, self.environment_id),
+                    },
                 ],
             }
             if spec.security_group_ids:
@@ -178,7 +204,12 @@ class AwsProvisioner(AwsReader):
                 Size=spec.size,
                 VolumeType=spec.volume_type,
                 ClientToken=resource_id,
-                TagSpecifications=[{"ResourceType": "volume", "Tags": _tags(resource_id, tags)}],
+                TagSpecifications=[
+                    {
+                        "ResourceType": "volume",
+                        "Tags": _tags(resource_id, tags, self.environment_id),
+                    }
+                ],
             )
         return str(created["VolumeId"])
 
@@ -271,7 +302,7 @@ class AwsProvisioner(AwsReader):
             else:
                 await s3.delete_public_access_block(Bucket=spec.name)
             await s3.put_bucket_tagging(
-                Bucket=spec.name, Tagging={"TagSet": _tags(resource_id, tags)}
+                Bucket=spec.name, Tagging={"TagSet": _tags(resource_id, tags, self.environment_id)}
             )
 
     async def _ec2_tags(
@@ -282,7 +313,9 @@ class AwsProvisioner(AwsReader):
         if gone:
             await ec2.delete_tags(Resources=[provider_id], Tags=gone)
         if new != old:
-            await ec2.create_tags(Resources=[provider_id], Tags=_tags(resource_id, new))
+            await ec2.create_tags(
+                Resources=[provider_id], Tags=_tags(resource_id, new, self.environment_id)
+            )
 
     # --- deletion ------------------------------------------------------------------------
 

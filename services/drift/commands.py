@@ -38,3 +38,7 @@ class DeleteResource(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 class Created(msgspec.Struct, frozen=True, kw_only=True):
     id: str
+
+
+class RequestScan(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    environment_id: Id

@@ -1,5 +1,6 @@
 """The events of the drift context: infrastructure resources (`resource.<id>`), each
-provisioned, changed and deleted by a job. Scans and findings come next (issue 12).
+provisioned, changed and deleted by a job; scans (`scan.<id>`) and what they find
+(`finding.<id>`: one per environment and fingerprint, across scans).
 
 No event holds a credential: a job opens the environment's sealed credentials
 from the deploy context's events when it needs them.
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from libs.events import Event, EventCodec
 from libs.eventstore import StreamSpec
 
-STREAM = StreamSpec(context="drift", aggregates=("resource",))
+STREAM = StreamSpec(context="drift", aggregates=("resource", "scan", "finding"))
 
 
 class ResourceRequested(Event, frozen=True, kw_only=True, tag="infrastructure.resource_requested"):
@@ -71,4 +74,66 @@ ResourceEvent = (
     | ResourceDeleted
 )
 
-CODECS: dict[str, EventCodec[Event]] = {"resource": EventCodec(ResourceEvent)}
+
+# scan.<id>
+class ScanRequested(Event, frozen=True, kw_only=True, tag="drift.scan_requested"):
+    scan_id: str
+    organization_id: str
+    environment_id: str
+    initiated_by: str | None = None  # the user; None for a schedule
+
+
+class ScanCompleted(Event, frozen=True, kw_only=True, tag="drift.scan_completed"):
+    drifts_detected: int  # open findings after this scan
+    critical: int
+    new: int = 0
+    reopened: int = 0
+    changed: int = 0
+    resolved: int = 0
+    # The findings this scan saw (their last_seen moves), and what it could not read.
+    seen: list[str] = []
+    could_not_read: list[str] = []
+    resources: int = 0  # how many were compared
+
+
+class ScanFailed(Event, frozen=True, kw_only=True, tag="drift.scan_failed"):
+    reason: str
+
+
+ScanEvent = ScanRequested | ScanCompleted | ScanFailed
+
+
+class DifferenceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    pointer: str
+    expected: Any = None
+    actual: Any = None
+
+
+# finding.<id>
+class DriftDetected(Event, frozen=True, kw_only=True, tag="drift.detected"):
+    finding_id: str
+    organization_id: str
+    environment_id: str
+    scan_id: str
+    fingerprint: str
+    resource_type: str
+    resource_id: str | None = None  # the DeployForge id, when it is one of ours
+    address: str
+    kind: str  # missing | unexpected | changed
+    severity: str
+    differences: list[DifferenceRecord] = []
+    digest: str = ""
+    change: str = "new"  # new | reopened | changed
+
+
+class DriftResolved(Event, frozen=True, kw_only=True, tag="drift.resolved"):
+    scan_id: str
+
+
+FindingEvent = DriftDetected | DriftResolved
+
+CODECS: dict[str, EventCodec[Event]] = {
+    "resource": EventCodec(ResourceEvent),
+    "scan": EventCodec(ScanEvent),
+    "finding": EventCodec(FindingEvent),
+}

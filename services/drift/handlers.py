@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from libs.aggregate import AggregateType, change, load_state
-from libs.errors import ValidationFailed
+from libs.errors import NotFound, ValidationFailed
 from libs.eventstore import EventStore
 from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
@@ -14,7 +14,8 @@ from services.deploy.handlers.aggregates import ENVIRONMENTS
 from services.drift import commands as c
 from services.drift import resources as r
 from services.drift import specs
-from services.drift.events import CODECS, STREAM, ResourceRequested
+from services.drift.events import CODECS, STREAM, ResourceRequested, ScanRequested
+from services.drift.scans import ScanState, decide_scan, evolve_scan
 
 RESOURCES = AggregateType("resource", CODECS["resource"], r.ResourceState(), r.evolve_resource)
 
@@ -91,3 +92,28 @@ async def delete_resource(deps: DriftDeps, cmd: c.DeleteResource, ctx: CommandCo
         lambda s: ctx.event_context(s.organization_id),
     )
     return Reply(result=None, position=position(seq))
+
+
+SCANS = AggregateType("scan", CODECS["scan"], ScanState(), evolve_scan)
+
+
+async def request_scan(deps: DriftDeps, cmd: c.RequestScan, ctx: CommandContext) -> Reply:
+    actor = ctx.caller()
+    environment, _ = await load_state(deps.store, ENVIRONMENTS, cmd.environment_id)
+    if not environment.exists:
+        raise NotFound("environment not found")
+    org = environment.organization_id or ""
+    requested = ScanRequested(
+        scan_id=new_id("scan"),
+        organization_id=org,
+        environment_id=cmd.environment_id,
+        initiated_by=actor.user_id,
+    )
+    seq = await change(
+        deps.store,
+        SCANS,
+        requested.scan_id,
+        lambda st: decide_scan(st, actor, requested, environment_org=org),
+        lambda _: ctx.event_context(org),
+    )
+    return Reply(result=c.Created(id=requested.scan_id), position=position(seq))

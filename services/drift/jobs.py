@@ -53,6 +53,31 @@ class ProviderUnavailable(Exception):
     """No way to reach the provider for this environment (no credentials, say)."""
 
 
+async def open_provider(
+    store: EventStore,
+    box: SecretBox | None,
+    environment_id: str,
+    region: str,
+    endpoint_url: str | None,
+) -> AwsProvisioner:
+    """The provider client with the environment's credentials (opened only here)."""
+    environment, _ = await load_state(store, ENVIRONMENTS, environment_id)
+    if environment.credentials_sealed is None or box is None:
+        raise ProviderUnavailable("the environment has no AWS credentials")
+    sealed = json.loads(box.open(environment.credentials_sealed, purpose=CREDENTIALS))
+    try:
+        credentials = Credentials(
+            access_key_id=str(sealed["aws_access_key_id"]),
+            secret_access_key=str(sealed["aws_secret_access_key"]),
+            session_token=sealed.get("aws_session_token"),
+        )
+    except KeyError as exc:
+        raise ProviderUnavailable(f"the environment's credentials lack {exc.args[0]}") from None
+    return AwsProvisioner(
+        region, credentials, endpoint_url=endpoint_url, environment_id=environment_id
+    )
+
+
 class Jobs:
     def __init__(
         self, store: EventStore, box: SecretBox | None, *, endpoint_url: str | None = None
@@ -87,20 +112,9 @@ class Jobs:
             await msg.ack()
 
     async def provisioner(self, state: r.ResourceState) -> AwsProvisioner:
-        """The provider client with the environment's credentials (opened only here)."""
-        environment, _ = await load_state(self.store, ENVIRONMENTS, state.environment_id or "")
-        if environment.credentials_sealed is None or self.box is None:
-            raise ProviderUnavailable("the environment has no AWS credentials")
-        sealed = json.loads(self.box.open(environment.credentials_sealed, purpose=CREDENTIALS))
-        try:
-            credentials = Credentials(
-                access_key_id=str(sealed["aws_access_key_id"]),
-                secret_access_key=str(sealed["aws_secret_access_key"]),
-                session_token=sealed.get("aws_session_token"),
-            )
-        except KeyError as exc:
-            raise ProviderUnavailable(f"the environment's credentials lack {exc.args[0]}") from None
-        return AwsProvisioner(state.region, credentials, endpoint_url=self.endpoint_url)
+        return await open_provider(
+            self.store, self.box, state.environment_id or "", state.region, self.endpoint_url
+        )
 
     async def carry_out(self, resource_id: str) -> None:
         state, _ = await load_state(self.store, RESOURCES, resource_id)

@@ -11,6 +11,7 @@ from services.drift.events import STREAM
 from services.drift.handlers import DriftDeps
 from services.drift.jobs import Jobs
 from services.drift.projection import DriftProjection
+from services.drift.scanner import Scanner
 
 
 class DriftSettings(CoreSettings, frozen=True, kw_only=True):
@@ -23,8 +24,10 @@ class DriftSettings(CoreSettings, frozen=True, kw_only=True):
 async def wire(r: Resources[DriftSettings]) -> Wiring:
     settings = r.settings
     box = SecretBox(settings.secret_key) if settings.secret_key else None
-    jobs = Jobs(r.store, box, endpoint_url=settings.drift_aws_endpoint_url or None)
-    return Wiring(endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run,))
+    endpoint = settings.drift_aws_endpoint_url or None
+    jobs = Jobs(r.store, box, endpoint_url=endpoint)
+    scanner = Scanner(r.store, settings.database_url, box, endpoint_url=endpoint)
+    return Wiring(endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run, scanner.run))
 
 
 CONTEXT = Context(

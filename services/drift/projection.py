@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 from libs.events import Event, Recorded
 from libs.projections import Projection
 from services.drift.events import (
     CODECS,
     STREAM,
+    DriftDetected,
+    DriftResolved,
     ResourceChangeRequested,
     ResourceDeleted,
     ResourceDeletionRequested,
@@ -20,6 +23,9 @@ from services.drift.events import (
     ResourceProvisioned,
     ResourceRequested,
     ResourceUpdated,
+    ScanCompleted,
+    ScanFailed,
+    ScanRequested,
 )
 
 
@@ -28,9 +34,15 @@ class DriftProjection(Projection):
     schema = "drift"
     spec = STREAM
     ddl = (Path(__file__).parent / "schema.sql").read_text()
-    codecs = {"resource": CODECS["resource"]}
+    codecs = {k: CODECS[k] for k in ("resource", "scan", "finding")}
 
     async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+        if recorded.meta.aggregate == "scan":
+            await _apply_scan(conn, recorded)
+            return
+        if recorded.meta.aggregate == "finding":
+            await _apply_finding(conn, recorded)
+            return
         event, at, resource_id = (
             recorded.event,
             recorded.meta.occurred_at,
@@ -105,3 +117,86 @@ class DriftProjection(Projection):
             at,
             *fields.values(),
         )
+
+
+async def _apply_scan(conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+    event, at, scan_id = recorded.event, recorded.meta.occurred_at, recorded.meta.aggregate_id
+    match event:
+        case ScanRequested():
+            await conn.execute(
+                "INSERT INTO scans (id, organization_id, environment_id, initiated_by, status,"
+                " started_at) VALUES ($1,$2,$3,$4,'running',$5) ON CONFLICT DO NOTHING",
+                scan_id,
+                event.organization_id,
+                event.environment_id,
+                event.initiated_by,
+                at,
+            )
+        case ScanCompleted():
+            await conn.execute(
+                "UPDATE scans SET status = 'completed', drifts_detected = $2, critical = $3,"
+                " new = $4, reopened = $5, changed = $6, resolved = $7, resources = $8,"
+                " could_not_read = $9, finished_at = $10 WHERE id = $1",
+                scan_id,
+                event.drifts_detected,
+                event.critical,
+                event.new,
+                event.reopened,
+                event.changed,
+                event.resolved,
+                event.resources,
+                event.could_not_read,
+                at,
+            )
+            # What this scan saw again is still there: its last_seen moves.
+            await conn.execute(
+                "UPDATE findings SET last_seen = $2, last_scan_id = $3 WHERE id = ANY($1::text[])",
+                event.seen,
+                at,
+                scan_id,
+            )
+        case ScanFailed():
+            await conn.execute(
+                "UPDATE scans SET status = 'failed', reason = $2, finished_at = $3 WHERE id = $1",
+                scan_id,
+                event.reason,
+                at,
+            )
+
+
+async def _apply_finding(conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+    event, at, finding_id = recorded.event, recorded.meta.occurred_at, recorded.meta.aggregate_id
+    match event:
+        case DriftDetected():
+            differences = json.dumps(msgspec.to_builtins(event.differences))
+            await conn.execute(
+                "INSERT INTO findings (id, organization_id, environment_id, fingerprint,"
+                " resource_type, resource_id, address, kind, severity, differences, state,"
+                " first_seen, last_seen, last_scan_id) VALUES"
+                " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'open',$11,$11,$12)"
+                " ON CONFLICT (id) DO UPDATE SET severity = $9, differences = $10,"
+                " state = CASE WHEN findings.state IN ('acknowledged', 'ignored')"
+                "   THEN findings.state ELSE 'open' END,"
+                " last_seen = $11, last_scan_id = $12, detections = findings.detections + 1,"
+                " resolved_at = NULL",
+                finding_id,
+                event.organization_id,
+                event.environment_id,
+                event.fingerprint,
+                event.resource_type,
+                event.resource_id,
+                event.address,
+                event.kind,
+                event.severity,
+                differences,
+                at,
+                event.scan_id,
+            )
+        case DriftResolved():
+            await conn.execute(
+                "UPDATE findings SET state = 'resolved', resolved_at = $2, last_scan_id = $3"
+                " WHERE id = $1",
+                finding_id,
+                at,
+                event.scan_id,
+            )

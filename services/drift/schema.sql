@@ -18,3 +18,43 @@ CREATE TABLE IF NOT EXISTS resources (
     deleted_at       timestamptz
 );
 CREATE INDEX IF NOT EXISTS resources_org ON resources (organization_id, created_at, id);
+
+CREATE TABLE IF NOT EXISTS scans (
+    id               text PRIMARY KEY,
+    organization_id  text NOT NULL,
+    environment_id   text NOT NULL,
+    initiated_by     text,
+    status           text NOT NULL,        -- running | completed | failed
+    drifts_detected  integer,
+    critical         integer,
+    new              integer,
+    reopened         integer,
+    changed          integer,
+    resolved         integer,
+    resources        integer,
+    could_not_read   text[] NOT NULL DEFAULT '{}',
+    reason           text,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz
+);
+CREATE INDEX IF NOT EXISTS scans_environment ON scans (environment_id, started_at, id);
+
+CREATE TABLE IF NOT EXISTS findings (
+    id               text PRIMARY KEY,
+    organization_id  text NOT NULL,
+    environment_id   text NOT NULL,
+    fingerprint      text NOT NULL,
+    resource_type    text NOT NULL,
+    resource_id      text,
+    address          text NOT NULL,
+    kind             text NOT NULL,        -- missing | unexpected | changed
+    severity         text NOT NULL,
+    differences      jsonb NOT NULL,
+    state            text NOT NULL,        -- open | acknowledged | ignored | resolved
+    first_seen       timestamptz NOT NULL,
+    last_seen        timestamptz NOT NULL,
+    last_scan_id     text NOT NULL,
+    detections       integer NOT NULL DEFAULT 1,
+    resolved_at      timestamptz
+);
+CREATE INDEX IF NOT EXISTS findings_environment ON findings (environment_id, state, first_seen, id);

@@ -62,7 +62,7 @@ SOURCES: tuple[tuple[StreamSpec, dict[str, EventCodec[Event]]], ...] = (
         },
     ),
     (domains.STREAM, {k: domains.CODECS[k] for k in ("domain", "certificate")}),
-    (drift.STREAM, {"resource": drift.CODECS["resource"]}),
+    (drift.STREAM, {k: drift.CODECS[k] for k in ("resource", "scan", "finding")}),
     (hooks.ENDPOINTS, {"webhook": hooks.CODECS["webhook"]}),
 )
 DURABLE = "webhooks_dispatch"

@@ -19,7 +19,7 @@ from services.deploy.status import STATUS_AFTER
 from services.domains import events as domains
 from services.webhooks import events as hooks
 from services.webhooks.certificate_payloads import certificate_payload
-from services.webhooks.infrastructure_payloads import infrastructure_payload
+from services.webhooks.infrastructure_payloads import drift_payload, infrastructure_payload
 
 
 class PublicEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -326,6 +326,8 @@ def translate(recorded: Recorded[Event], facts: DeploymentFacts | None) -> Publi
         found = certificate_payload(recorded)
     elif meta.aggregate == "resource":
         found = infrastructure_payload(recorded)
+    elif meta.aggregate in ("scan", "finding"):
+        found = drift_payload(recorded)
     else:
         found = _resource(recorded)
     organization = meta.organization_id or (facts.organization_id if facts else None)

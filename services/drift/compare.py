@@ -1,0 +1,68 @@
+"""Declared infrastructure against what the provider has: the findings. Pure.
+
+Only what a spec declares is compared (an attribute nobody declared is not
+drift); lists that are sets are compared as sets; ignore patterns are left
+out. A declared resource the provider does not have is `missing`; a resource
+tagged as ours, in this environment, that nobody declares (any more) is
+`unexpected`; look-alikes without our tag are not ours and never reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from services.drift import findings as f
+from services.drift.aws import SETS, Observed
+from services.drift.diff import diff
+
+
+class Declared(msgspec.Struct, frozen=True, kw_only=True):
+    resource_id: str
+    resource_type: str
+    # What the provider should report (aws_provision.desired_attributes).
+    desired: dict[str, Any]
+
+
+class Found(msgspec.Struct, frozen=True, kw_only=True):
+    finding: f.Finding
+    resource_id: str | None  # ours, when the finding is about a declared resource
+
+
+def compare(
+    declared: Iterable[Declared],
+    observed: Iterable[Observed],
+    *,
+    environment_id: str,
+    ignore: Iterable[str] = (),
+) -> list[Found]:
+    mine = [o for o in observed if o.environment_id == environment_id]
+    by_id = {o.deployforge_id: o for o in mine}
+    wanted = {d.resource_id: d for d in declared}
+    out: list[Found] = []
+    patterns = tuple(ignore)
+    for resource in wanted.values():
+        address = f"aws/{resource.resource_type}/{resource.resource_id}"
+        actual = by_id.get(resource.resource_id)
+        if actual is None:
+            out.append(Found(finding=f.finding(resource.resource_type, address, f.MISSING),
+                             resource_id=resource.resource_id))  # fmt: skip
+            continue
+        compared = {k: actual.attributes.get(k) for k in resource.desired}
+        differences = diff(
+            resource.desired,
+            compared,
+            sets=SETS.get(resource.resource_type, ()),
+            ignore=patterns,
+        )
+        if differences:
+            finding = f.finding(resource.resource_type, address, f.CHANGED, differences)
+            out.append(Found(finding=finding, resource_id=resource.resource_id))
+    for actual in mine:
+        if actual.deployforge_id not in wanted:
+            address = f"aws/{actual.resource_type}/{actual.provider_id}"
+            out.append(Found(finding=f.finding(actual.resource_type, address, f.UNEXPECTED),
+                             resource_id=actual.deployforge_id))  # fmt: skip
+    return sorted(out, key=lambda found: found.finding.address)

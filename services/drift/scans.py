@@ -1,0 +1,136 @@
+"""Scans and their findings, given their events. Pure.
+
+A scan is requested, then completes (with its counts) or fails as a whole. A
+finding (one per environment and fingerprint) is detected — new, reopened
+after it was resolved, or changed when its differences moved — and resolved
+when a scan that could read its resource no longer finds it. The same drift
+seen again with the same differences is no event: the scan's `seen` list moves
+its `last_seen`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from libs.errors import NotFound
+from libs.events import Event
+from libs.principal import Principal, require
+from services.drift.events import (
+    DifferenceRecord,
+    DriftDetected,
+    DriftResolved,
+    ScanCompleted,
+    ScanFailed,
+    ScanRequested,
+)
+from services.drift.findings import OPEN, RESOLVED, Finding
+
+REQUESTED, COMPLETED, FAILED = "running", "completed", "failed"
+
+
+class ScanState(msgspec.Struct, frozen=True, kw_only=True):
+    scan_id: str | None = None
+    organization_id: str | None = None
+    environment_id: str | None = None
+    status: str = REQUESTED
+
+
+def evolve_scan(state: ScanState, event: Event) -> ScanState:
+    match event:
+        case ScanRequested():
+            return ScanState(
+                scan_id=event.scan_id,
+                organization_id=event.organization_id,
+                environment_id=event.environment_id,
+            )
+        case ScanCompleted():
+            return msgspec.structs.replace(state, status=COMPLETED)
+        case ScanFailed():
+            return msgspec.structs.replace(state, status=FAILED)
+    return state
+
+
+def decide_scan(
+    state: ScanState, actor: Principal, requested: ScanRequested, *, environment_org: str | None
+) -> list[Event]:
+    require(actor, "write", requested.organization_id)
+    if environment_org != requested.organization_id:
+        raise NotFound("environment not found")
+    return [] if state.scan_id is not None else [requested]
+
+
+def decide_outcome(state: ScanState, outcome: ScanCompleted | ScanFailed) -> list[Event]:
+    return [outcome] if state.status == REQUESTED else []
+
+
+class FindingState(msgspec.Struct, frozen=True, kw_only=True):
+    finding_id: str | None = None
+    state: str | None = None  # open | acknowledged | ignored | resolved
+    digest: str = ""
+    address: str = ""
+
+
+def evolve_finding(state: FindingState, event: Event) -> FindingState:
+    match event:
+        case DriftDetected():
+            # Acknowledged or ignored stays so when the drift changes; reopened is open.
+            kept = state.state if state.state not in (None, RESOLVED) else OPEN
+            return FindingState(
+                finding_id=event.finding_id, state=kept, digest=event.digest, address=event.address
+            )
+        case DriftResolved():
+            return msgspec.structs.replace(state, state=RESOLVED)
+    return state
+
+
+def finding_id(environment_id: str, fingerprint: str) -> str:
+    """One finding per environment and fingerprint (an id safe as a subject token)."""
+    return "fnd_" + hashlib.sha256(f"{environment_id}\n{fingerprint}".encode()).hexdigest()[:24]
+
+
+def decide_seen(
+    state: FindingState,
+    finding: Finding,
+    *,
+    organization_id: str,
+    environment_id: str,
+    scan_id: str,
+    resource_id: str | None,
+) -> list[Event]:
+    """What seeing `finding` in a scan records: new, reopened, changed, or nothing."""
+    if state.state is None:
+        change = "new"
+    elif state.state == RESOLVED:
+        change = "reopened"
+    elif state.digest != finding.digest:
+        change = "changed"
+    else:
+        return []
+    return [
+        DriftDetected(
+            finding_id=finding_id(environment_id, finding.fingerprint),
+            organization_id=organization_id,
+            environment_id=environment_id,
+            scan_id=scan_id,
+            fingerprint=finding.fingerprint,
+            resource_type=finding.resource_type,
+            resource_id=resource_id,
+            address=finding.address,
+            kind=finding.kind,
+            severity=finding.severity,
+            differences=[
+                DifferenceRecord(pointer=d.pointer, expected=d.expected, actual=d.actual)
+                for d in finding.differences
+            ],
+            digest=finding.digest,
+            change=change,
+        )
+    ]
+
+
+def decide_resolved(state: FindingState, *, scan_id: str) -> list[Event]:
+    if state.state is None or state.state == RESOLVED:
+        return []
+    return [DriftResolved(scan_id=scan_id)]
