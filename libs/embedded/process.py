@@ -3,6 +3,7 @@ spawning and stopping a server process, and readiness probes."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -171,7 +172,7 @@ def as_user(user: tuple[int, int] | None) -> tuple[int | None, int | None, list[
     return user[0], user[1], []
 
 
-class ServerProcess:
+class ServerProcess(abc.ABC):
     """The life of one server process spawned from `command()`: start, stop, signal.
 
     A server says its `name`, the signal that stops it promptly (`stop_signal`),
@@ -185,13 +186,15 @@ class ServerProcess:
     log_path: Path
     _process: asyncio.subprocess.Process | None
 
+    @abc.abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The server's argv."""
 
+    @abc.abstractmethod
     async def wait_ready(self, timeout: float = 30) -> None:
-        raise NotImplementedError
+        """Return once the server answers; raise TimeoutError after `timeout`."""
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # noqa: B027 (a hook: most servers need nothing)
         """Anything to do before each spawn (nothing by default)."""
 
     def spawn_user(self) -> tuple[int, int] | None:
