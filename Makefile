@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test unit integration lint typecheck bench clean
+.PHONY: install up test unit integration integration-machine lint typecheck bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q tests/integration tests/e2e tests/chaos
+
+# CI's second pass, against the machine's own NATS and PostgreSQL (see .ci/run).
+integration-machine: install
+	$(BIN)/pytest -q tests/integration \
+	  --ignore=tests/integration/domains --ignore=tests/integration/edge
 
 bench: install
 	$(BIN)/python -m bench

@@ -15,7 +15,7 @@ from gateway.commands import caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routes.environments import get_visible_environment
-from gateway.routing import Api, convert, json_response
+from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import require_visible
 from services.drift import commands as c
 
@@ -42,6 +42,15 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: datetime
     last_scan_id: str
     resolved_at: datetime | None
+    # Who acknowledged, ignored or reopened it last, why, and until when (an ignore).
+    state_by: str | None = None
+    state_reason: str | None = None
+    state_at: datetime | None = None
+    ignored_until: datetime | None = None
+    # The last remediation or acceptance asked for (remediate | accept), by whom, when.
+    last_action: str | None = None
+    last_action_by: str | None = None
+    last_action_at: datetime | None = None
 
 
 class CriticalFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +98,8 @@ _SCAN = (
 )
 _FINDING = (
     "id, environment_id, resource_type, resource_id, address, kind, severity, differences,"
-    " state, first_seen, last_seen, last_scan_id, resolved_at"
+    " state, first_seen, last_seen, last_scan_id, resolved_at, state_by, state_reason,"
+    " state_at, ignored_until, last_action, last_action_by, last_action_at"
 )
 _SEVERITY_ORDER = "array_position(ARRAY['critical','high','medium','low'], severity)"
 
@@ -100,7 +110,7 @@ def _scan(row: asyncpg.Record) -> Scan:
     return Scan(scan_id=fields["id"], **fields)
 
 
-def _finding(row: asyncpg.Record) -> Finding:
+def _finding(row: asyncpg.Record | dict[str, Any]) -> Finding:
     fields = dict(row)
     raw = fields.pop("differences")
     decoded = msgspec.json.decode(raw) if isinstance(raw, str | bytes) else raw
@@ -206,3 +216,202 @@ async def list_findings(request: web.Request) -> web.Response:
         at="first_seen",
     )
     return json_response(page)
+
+
+# --- one finding, and what people do with it --------------------------------------------
+
+
+async def _visible_finding(request: web.Request, finding_id: str) -> Finding:
+    row = await request.app[keys.POOL].fetchrow(
+        f"SELECT {_FINDING}, organization_id FROM drift.findings WHERE id = $1",  # noqa: S608
+        finding_id,
+    )
+    require_visible(principal_of(request), row["organization_id"] if row else None, "finding")
+    fields = dict(row)
+    fields.pop("organization_id")
+    return _finding(fields)
+
+
+@api.get("/v1/drift-findings/{id}", summary="One finding with its differences", response=Finding)
+async def get_finding(request: web.Request) -> web.Response:
+    return json_response(await _visible_finding(request, request.match_info["id"]))
+
+
+class AcknowledgeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: c.Reason | None = None
+
+
+class IgnoreBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: c.Reason
+    # Ignored until then (with its offset); absent: until reopened.
+    until: c.When | None = None
+
+
+async def _act(request: web.Request, action: str, command: c.Command) -> Finding:
+    finding = await _visible_finding(request, request.match_info["id"])
+    result = await send(request, "drift", action, command)
+    await caught_up(request, result)
+    return await _visible_finding(request, finding.id)
+
+
+@api.post(
+    "/v1/drift-findings/{id}/acknowledge",
+    summary="Acknowledge a finding: seen, someone is on it (it still counts as drift)",
+    scope="write",
+    body=AcknowledgeBody,
+    response=Finding,
+)
+async def acknowledge_finding(request: web.Request) -> web.Response:
+    body = await read_json(request, AcknowledgeBody) if request.can_read_body else AcknowledgeBody()
+    command = c.AcknowledgeFinding(finding_id=request.match_info["id"], reason=body.reason)
+    return json_response(await _act(request, "acknowledge_finding", command))
+
+
+@api.post(
+    "/v1/drift-findings/{id}/ignore",
+    summary="Ignore a finding (a reason; until a time, or until reopened)",
+    scope="write",
+    body=IgnoreBody,
+    response=Finding,
+)
+async def ignore_finding(request: web.Request) -> web.Response:
+    body = await read_json(request, IgnoreBody)
+    command = c.IgnoreFinding(
+        finding_id=request.match_info["id"], reason=body.reason, until=body.until
+    )
+    return json_response(await _act(request, "ignore_finding", command))
+
+
+@api.post(
+    "/v1/drift-findings/{id}/reopen",
+    summary="Reopen an acknowledged or ignored finding",
+    scope="write",
+    response=Finding,
+)
+async def reopen_finding(request: web.Request) -> web.Response:
+    command = c.FindingCommand(finding_id=request.match_info["id"], action="reopen")
+    return json_response(await _act(request, "act_on_finding", command))
+
+
+@api.post(
+    "/v1/drift-findings/{id}/remediate",
+    summary="Remediate: re-apply the desired spec, or make a missing resource again"
+    " (a job: 202; places ignore rules name are left alone)",
+    scope="write",
+    response=Finding,
+    status=202,
+)
+async def remediate_finding(request: web.Request) -> web.Response:
+    command = c.FindingCommand(finding_id=request.match_info["id"], action="remediate")
+    return json_response(await _act(request, "act_on_finding", command), status=202)
+
+
+@api.post(
+    "/v1/drift-findings/{id}/accept",
+    summary="Accept: what the provider has becomes the resource's spec (a job: 202)",
+    scope="write",
+    response=Finding,
+    status=202,
+)
+async def accept_finding(request: web.Request) -> web.Response:
+    command = c.FindingCommand(finding_id=request.match_info["id"], action="accept")
+    return json_response(await _act(request, "act_on_finding", command), status=202)
+
+
+# --- ignore rules -----------------------------------------------------------------------
+
+
+class IgnoreRule(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    environment_id: str
+    resource_type: str  # a glob: security_group, *
+    resource: str  # a glob over the resource's DeployForge id and its address
+    pointer: str  # a JSON pointer pattern; "" silences the resource's findings whole
+    reason: str
+    expires_at: datetime | None
+    created_by: str
+    created_at: datetime
+
+
+class IgnoreRuleBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    resource_type: c.Glob = "*"
+    resource: c.Glob = "*"
+    pointer: c.PointerPattern = ""
+    reason: c.Reason
+    expires_at: c.When | None = None
+
+
+_RULE = (
+    "id, environment_id, resource_type, resource, pointer, reason, expires_at, created_by,"
+    " created_at"
+)
+
+
+def _rule(row: asyncpg.Record) -> IgnoreRule:
+    return IgnoreRule(**dict(row))
+
+
+@api.post(
+    "/v1/environments/{id}/drift-ignore-rules",
+    summary="Ignore drift by resource type, resource pattern and JSON pointer",
+    scope="write",
+    body=IgnoreRuleBody,
+    response=IgnoreRule,
+    status=201,
+)
+async def add_ignore_rule(request: web.Request) -> web.Response:
+    environment = await get_visible_environment(request, request.match_info["id"])
+    body = await read_json(request, IgnoreRuleBody)
+    command = c.AddIgnoreRule(
+        environment_id=environment.id,
+        resource_type=body.resource_type,
+        resource=body.resource,
+        pointer=body.pointer,
+        reason=body.reason,
+        expires_at=body.expires_at,
+    )
+    result = await send(request, "drift", "add_ignore_rule", command)
+    rule_id = msgspec.json.decode(result.data, type=c.Created).id
+    await caught_up(request, result)
+    row = await request.app[keys.POOL].fetchrow(
+        f"SELECT {_RULE} FROM drift.ignore_rules WHERE id = $1",  # noqa: S608
+        rule_id,
+    )
+    return json_response(
+        _rule(row), status=201, headers={"Location": f"/v1/drift-ignore-rules/{rule_id}"}
+    )
+
+
+_RULES = (
+    f"SELECT {_RULE} FROM drift.ignore_rules WHERE environment_id = $1"  # noqa: S608
+    " AND removed_at IS NULL AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))"
+    " ORDER BY created_at, id LIMIT $4"
+)
+
+
+@api.get(
+    "/v1/environments/{id}/drift-ignore-rules",
+    summary="An environment's ignore rules (expired ones too, with their expiry)",
+    response=Page[IgnoreRule],
+)
+async def list_ignore_rules(request: web.Request) -> web.Response:
+    environment = await get_visible_environment(request, request.match_info["id"])
+    return json_response(await fetch_page(request, _RULES, environment.id, build=_rule))
+
+
+@api.delete(
+    "/v1/drift-ignore-rules/{id}",
+    summary="Remove an ignore rule (the next scan reports what it silenced)",
+    scope="write",
+    status=204,
+)
+async def remove_ignore_rule(request: web.Request) -> web.Response:
+    rule_id = request.match_info["id"]
+    row = await request.app[keys.POOL].fetchrow(
+        "SELECT organization_id FROM drift.ignore_rules WHERE id = $1 AND removed_at IS NULL",
+        rule_id,
+    )
+    require_visible(principal_of(request), row["organization_id"] if row else None, "rule")
+    result = await send(request, "drift", "remove_ignore_rule", c.RemoveIgnoreRule(rule_id=rule_id))
+    await caught_up(request, result)
+    return web.Response(status=204)

@@ -18,4 +18,9 @@ def endpoints(deps: DriftDeps) -> dict[str, Endpoint[Any]]:
         "change_resource": bind(deps, c.ChangeResource, h.change_resource),
         "delete_resource": bind(deps, c.DeleteResource, h.delete_resource),
         "request_scan": bind(deps, c.RequestScan, h.request_scan),
+        "acknowledge_finding": bind(deps, c.AcknowledgeFinding, h.acknowledge_finding),
+        "ignore_finding": bind(deps, c.IgnoreFinding, h.ignore_finding),
+        "act_on_finding": bind(deps, c.FindingCommand, h.act_on_finding),
+        "add_ignore_rule": bind(deps, c.AddIgnoreRule, h.add_ignore_rule),
+        "remove_ignore_rule": bind(deps, c.RemoveIgnoreRule, h.remove_ignore_rule),
     }

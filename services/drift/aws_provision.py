@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from services.drift import specs as s
 from services.drift.aws import ENVIRONMENT_TAG, TAG, AwsReader, Credentials, Observed, rules
+from services.drift.diff import covers, escape
 
 
 def _tags(
@@ -66,6 +67,34 @@ def _as_permission(rule: dict[str, Any]) -> dict[str, Any]:
     if rule.get("group"):
         permission["UserIdGroupPairs"] = [{"GroupId": rule["group"]}]
     return permission
+
+
+class Untouched:
+    """The places a remediation leaves alone: those ignore patterns name, and any
+    attribute with such a place inside it (a set of rules is applied whole or not at
+    all); tags one by one."""
+
+    def __init__(self, patterns: tuple[str, ...] = ()) -> None:
+        self.patterns = patterns
+
+    def attribute(self, name: str) -> bool:
+        place = f"/{name}"
+        return any(covers(p, place) or covers(place, p) for p in self.patterns)
+
+    def tags(self, old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+        """`new`, except that an ignored tag keeps its value (or its absence)."""
+        if not self.patterns:
+            return new
+        if any(covers(p, "/tags") for p in self.patterns):
+            return dict(old)
+        kept = {k: v for k, v in new.items() if not self._tag(k)}
+        return kept | {k: v for k, v in old.items() if self._tag(k)}
+
+    def _tag(self, key: str) -> bool:
+        return any(covers(p, f"/tags/{escape(key)}") for p in self.patterns)
+
+
+_NOTHING_KEPT = Untouched()
 
 
 class AwsProvisioner(AwsReader):
@@ -230,66 +259,82 @@ class AwsProvisioner(AwsReader):
 
     async def apply(
         self, resource_type: str, resource_id: str, provider_id: str, spec: s.Spec,
-        tags: dict[str, str],
+        tags: dict[str, str], *, ignore: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
-        """Bring the existing resource to `spec` and `tags` (also remediation)."""
+        """Bring the existing resource to `spec` and `tags` (also remediation), leaving
+        alone every place an ignore pattern names (`/ingress/-`, `/tags/owner`)."""
+        keep = Untouched(ignore)
         if isinstance(spec, s.SecurityGroupSpec):
             found = await self.observe("security_group", resource_id)
             current = found.attributes if found else {"ingress": [], "egress": []}
             async with self._client("ec2") as ec2:
-                await self._rules_to(
-                    ec2, provider_id, current["ingress"], desired_rules(spec.ingress), egress=False
-                )
-                if spec.egress is not None:
+                if not keep.attribute("ingress"):
+                    await self._rules_to(
+                        ec2, provider_id, current["ingress"], desired_rules(spec.ingress),
+                        egress=False,
+                    )  # fmt: skip
+                if spec.egress is not None and not keep.attribute("egress"):
                     await self._rules_to(
                         ec2, provider_id, current["egress"], desired_rules(spec.egress),
                         egress=True,
                     )  # fmt: skip
-                await self._ec2_tags(ec2, provider_id, resource_id, current.get("tags", {}), tags)
+                old = current.get("tags", {})
+                await self._ec2_tags(ec2, provider_id, resource_id, old, keep.tags(old, tags))
         elif isinstance(spec, s.ServerSpec):
-            await self._apply_server(resource_id, provider_id, spec, tags)
+            await self._apply_server(resource_id, provider_id, spec, tags, keep)
         elif isinstance(spec, s.VolumeSpec):
             async with self._client("ec2") as ec2:
-                await ec2.modify_volume(
-                    VolumeId=provider_id, Size=spec.size, VolumeType=spec.volume_type
-                )
+                if not (keep.attribute("size") or keep.attribute("volume_type")):
+                    await ec2.modify_volume(
+                        VolumeId=provider_id, Size=spec.size, VolumeType=spec.volume_type
+                    )
                 found = await self.observe("volume", resource_id)
                 old = found.attributes.get("tags", {}) if found else {}
-                await self._ec2_tags(ec2, provider_id, resource_id, old, tags)
+                await self._ec2_tags(ec2, provider_id, resource_id, old, keep.tags(old, tags))
         elif isinstance(spec, s.BucketSpec):
-            await self._apply_bucket(resource_id, spec, tags)
+            await self._apply_bucket(resource_id, spec, tags, keep)
 
     async def _apply_server(
-        self, resource_id: str, instance_id: str, spec: s.ServerSpec, tags: dict[str, str]
-    ) -> None:
+        self, resource_id: str, instance_id: str, spec: s.ServerSpec, tags: dict[str, str],
+        keep: Untouched,
+    ) -> None:  # fmt: skip
         found = await self.observe("server", resource_id)
         if found is None:
             raise ValueError(f"instance {instance_id} is gone")
         attributes = found.attributes
         async with self._client("ec2") as ec2:
-            if attributes.get("instance_type") != spec.instance_type:
+            if attributes.get("instance_type") != spec.instance_type and not keep.attribute(
+                "instance_type"
+            ):
                 await ec2.stop_instances(InstanceIds=[instance_id])
                 await ec2.modify_instance_attribute(
                     InstanceId=instance_id, InstanceType={"Value": spec.instance_type}
                 )
                 await ec2.start_instances(InstanceIds=[instance_id])
-            if spec.security_group_ids and sorted(spec.security_group_ids) != attributes.get(
-                "security_group_ids"
+            if (
+                spec.security_group_ids
+                and sorted(spec.security_group_ids) != attributes.get("security_group_ids")
+                and not keep.attribute("security_group_ids")
             ):
                 await ec2.modify_instance_attribute(
                     InstanceId=instance_id, Groups=spec.security_group_ids
                 )
-            await self._ec2_tags(ec2, instance_id, resource_id, attributes.get("tags", {}), tags)
+            old = attributes.get("tags", {})
+            await self._ec2_tags(ec2, instance_id, resource_id, old, keep.tags(old, tags))
 
     async def _apply_bucket(
-        self, resource_id: str, spec: s.BucketSpec, tags: dict[str, str]
-    ) -> None:
+        self, resource_id: str, spec: s.BucketSpec, tags: dict[str, str],
+        keep: Untouched = _NOTHING_KEPT,
+    ) -> None:  # fmt: skip
         async with self._client("s3") as s3:
-            status = "Enabled" if spec.versioning else "Suspended"
-            await s3.put_bucket_versioning(
-                Bucket=spec.name, VersioningConfiguration={"Status": status}
-            )
-            if spec.block_public_access:
+            if not keep.attribute("versioning"):
+                status = "Enabled" if spec.versioning else "Suspended"
+                await s3.put_bucket_versioning(
+                    Bucket=spec.name, VersioningConfiguration={"Status": status}
+                )
+            if keep.attribute("public_access_block"):
+                pass
+            elif spec.block_public_access:
                 await s3.put_public_access_block(
                     Bucket=spec.name,
                     PublicAccessBlockConfiguration={
@@ -301,6 +346,9 @@ class AwsProvisioner(AwsReader):
                 )
             else:
                 await s3.delete_public_access_block(Bucket=spec.name)
+            if keep.patterns:
+                found = await self.observe("bucket", resource_id)
+                tags = keep.tags(found.attributes.get("tags", {}) if found else {}, tags)
             await s3.put_bucket_tagging(
                 Bucket=spec.name, Tagging={"TagSet": _tags(resource_id, tags, self.environment_id)}
             )

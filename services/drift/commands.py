@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -42,3 +43,41 @@ class Created(msgspec.Struct, frozen=True, kw_only=True):
 
 class RequestScan(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     environment_id: Id
+
+
+Reason = Annotated[str, Meta(min_length=1, max_length=500)]
+When = Annotated[datetime, Meta(tz=True)]  # with its offset: 2027-01-01T00:00:00Z
+Glob = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/*?\[\]-]+$")]
+# A JSON pointer pattern ("" is the whole resource): `/tags/owner`, `/ingress/-`, `/a/*/b`.
+PointerPattern = Annotated[str, Meta(max_length=300, pattern=r"^(/[A-Za-z0-9_.:*?~\[\]-]*)*$")]
+
+
+class AcknowledgeFinding(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    finding_id: Id
+    reason: Reason | None = None
+
+
+class IgnoreFinding(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    finding_id: Id
+    reason: Reason
+    until: When | None = None
+
+
+class FindingCommand(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Reopen, remediate or accept one finding."""
+
+    finding_id: Id
+    action: Literal["reopen", "remediate", "accept"]
+
+
+class AddIgnoreRule(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    environment_id: Id
+    resource_type: Glob = "*"
+    resource: Glob = "*"
+    pointer: PointerPattern = ""
+    reason: Reason
+    expires_at: When | None = None
+
+
+class RemoveIgnoreRule(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    rule_id: Id

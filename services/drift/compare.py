@@ -10,6 +10,7 @@ tagged as ours, in this environment, that nobody declares (any more) is
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ import msgspec
 from services.drift import findings as f
 from services.drift.aws import SETS, Observed
 from services.drift.diff import diff
+from services.drift.ignore_rules import IgnoreRule, Silenced, silenced
 
 
 class Declared(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,15 +38,24 @@ def compare(
     observed: Iterable[Observed],
     *,
     environment_id: str,
-    ignore: Iterable[str] = (),
+    rules: Iterable[IgnoreRule] = (),
+    now: datetime | None = None,
 ) -> list[Found]:
+    """The findings, less what the ignore rules in force at `now` silence."""
     mine = [o for o in observed if o.environment_id == environment_id]
     by_id = {o.deployforge_id: o for o in mine}
     wanted = {d.resource_id: d for d in declared}
     out: list[Found] = []
-    patterns = tuple(ignore)
+    rule_list, at = list(rules), now or datetime.now(UTC)
+
+    def quiet(resource_type: str, resource_id: str | None, address: str) -> Silenced:
+        return silenced(rule_list, resource_type, resource_id, address, at)
+
     for resource in wanted.values():
         address = f"aws/{resource.resource_type}/{resource.resource_id}"
+        rule = quiet(resource.resource_type, resource.resource_id, address)
+        if rule.whole:
+            continue
         actual = by_id.get(resource.resource_id)
         if actual is None:
             out.append(Found(finding=f.finding(resource.resource_type, address, f.MISSING),
@@ -55,7 +66,7 @@ def compare(
             resource.desired,
             compared,
             sets=SETS.get(resource.resource_type, ()),
-            ignore=patterns,
+            ignore=rule.pointers,
         )
         if differences:
             finding = f.finding(resource.resource_type, address, f.CHANGED, differences)
@@ -63,6 +74,8 @@ def compare(
     for actual in mine:
         if actual.deployforge_id not in wanted:
             address = f"aws/{actual.resource_type}/{actual.provider_id}"
+            if quiet(actual.resource_type, actual.deployforge_id, address).whole:
+                continue
             out.append(Found(finding=f.finding(actual.resource_type, address, f.UNEXPECTED),
                              resource_id=actual.deployforge_id))  # fmt: skip
     return sorted(out, key=lambda found: found.finding.address)

@@ -8,6 +8,7 @@ from the deploy context's events when it needs them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ import msgspec
 from libs.events import Event, EventCodec
 from libs.eventstore import StreamSpec
 
-STREAM = StreamSpec(context="drift", aggregates=("resource", "scan", "finding"))
+STREAM = StreamSpec(context="drift", aggregates=("resource", "scan", "finding", "ignore_rule"))
 
 
 class ResourceRequested(Event, frozen=True, kw_only=True, tag="infrastructure.resource_requested"):
@@ -43,6 +44,18 @@ class ResourceChangeRequested(
 ):
     specs: dict[str, Any] | None = None
     tags: dict[str, str] | None = None
+    # Set when a drift finding asked for it: remediated (the spec re-applied) or accepted
+    # (the spec made what the provider has).
+    finding_id: str | None = None
+    reason: str | None = None  # remediate | accept
+
+
+class ResourceReprovisionRequested(
+    Event, frozen=True, kw_only=True, tag="infrastructure.resource_reprovision_requested"
+):
+    """The resource is gone at the provider: made again to its spec (a remediation)."""
+
+    finding_id: str | None = None
 
 
 class ResourceUpdated(Event, frozen=True, kw_only=True, tag="infrastructure.resource_updated"):
@@ -68,6 +81,7 @@ ResourceEvent = (
     ResourceRequested
     | ResourceProvisioned
     | ResourceChangeRequested
+    | ResourceReprovisionRequested
     | ResourceUpdated
     | ResourceFailed
     | ResourceDeletionRequested
@@ -130,10 +144,68 @@ class DriftResolved(Event, frozen=True, kw_only=True, tag="drift.resolved"):
     scan_id: str
 
 
-FindingEvent = DriftDetected | DriftResolved
+class FindingAcknowledged(Event, frozen=True, kw_only=True, tag="drift.acknowledged"):
+    by: str
+    reason: str | None = None
+
+
+class FindingIgnored(Event, frozen=True, kw_only=True, tag="drift.ignored"):
+    by: str
+    reason: str
+    until: datetime | None = None  # None: until someone reopens it; then scans reopen it
+
+
+class FindingReopened(Event, frozen=True, kw_only=True, tag="drift.reopened"):
+    """Acknowledged or ignored no more: open again (by someone, or an ignore expired)."""
+
+    by: str
+
+
+class RemediationRequested(Event, frozen=True, kw_only=True, tag="drift.remediation_requested"):
+    by: str
+    # reapply (the spec, by a job) | reprovision (a missing resource, by a job)
+    action: str
+
+
+class FindingAccepted(Event, frozen=True, kw_only=True, tag="drift.accepted"):
+    """What the provider has became the desired spec (a change of the resource)."""
+
+    by: str
+
+
+FindingEvent = (
+    DriftDetected
+    | DriftResolved
+    | FindingAcknowledged
+    | FindingIgnored
+    | FindingReopened
+    | RemediationRequested
+    | FindingAccepted
+)
+
+
+# ignore_rule.<id>
+class IgnoreRuleAdded(Event, frozen=True, kw_only=True, tag="drift.ignore_rule_added"):
+    rule_id: str
+    organization_id: str
+    environment_id: str
+    resource_type: str  # a glob: security_group, *
+    resource: str  # a glob over the resource's DeployForge id and its address
+    pointer: str  # a JSON pointer pattern; "" silences the whole finding
+    reason: str
+    expires_at: datetime | None = None
+    by: str
+
+
+class IgnoreRuleRemoved(Event, frozen=True, kw_only=True, tag="drift.ignore_rule_removed"):
+    by: str
+
+
+IgnoreRuleEvent = IgnoreRuleAdded | IgnoreRuleRemoved
 
 CODECS: dict[str, EventCodec[Event]] = {
     "resource": EventCodec(ResourceEvent),
     "scan": EventCodec(ScanEvent),
     "finding": EventCodec(FindingEvent),
+    "ignore_rule": EventCodec(IgnoreRuleEvent),
 }

@@ -3,6 +3,8 @@ a resource belongs to is checked from the deploy context's own events."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import msgspec
 
 from libs.aggregate import AggregateType, change, load_state
@@ -12,9 +14,18 @@ from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
 from services.deploy.handlers.aggregates import ENVIRONMENTS
 from services.drift import commands as c
+from services.drift import ignore_rules as ig
 from services.drift import resources as r
+from services.drift import scans as s
 from services.drift import specs
-from services.drift.events import CODECS, STREAM, ResourceRequested, ScanRequested
+from services.drift import triage as t
+from services.drift.events import (
+    CODECS,
+    STREAM,
+    IgnoreRuleAdded,
+    ResourceRequested,
+    ScanRequested,
+)
 from services.drift.scans import ScanState, decide_scan, evolve_scan
 
 RESOURCES = AggregateType("resource", CODECS["resource"], r.ResourceState(), r.evolve_resource)
@@ -117,3 +128,121 @@ async def request_scan(deps: DriftDeps, cmd: c.RequestScan, ctx: CommandContext)
         lambda _: ctx.event_context(org),
     )
     return Reply(result=c.Created(id=requested.scan_id), position=position(seq))
+
+
+# --- findings: acknowledge, ignore, reopen, remediate, accept --------------------------
+
+FINDINGS = AggregateType("finding", CODECS["finding"], s.FindingState(), s.evolve_finding)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def acknowledge_finding(
+    deps: DriftDeps, cmd: c.AcknowledgeFinding, ctx: CommandContext
+) -> Reply:
+    actor = ctx.caller()
+    seq = await change(
+        deps.store,
+        FINDINGS,
+        cmd.finding_id,
+        lambda st: t.decide_acknowledge(st, actor, cmd.reason),
+        lambda st: ctx.event_context(st.organization_id),
+    )
+    return Reply(result=None, position=position(seq))
+
+
+async def ignore_finding(deps: DriftDeps, cmd: c.IgnoreFinding, ctx: CommandContext) -> Reply:
+    actor = ctx.caller()
+    seq = await change(
+        deps.store,
+        FINDINGS,
+        cmd.finding_id,
+        lambda st: t.decide_ignore(st, actor, cmd.reason, cmd.until, now=_now()),
+        lambda st: ctx.event_context(st.organization_id),
+    )
+    return Reply(result=None, position=position(seq))
+
+
+async def act_on_finding(deps: DriftDeps, cmd: c.FindingCommand, ctx: CommandContext) -> Reply:
+    """Reopen, remediate or accept. Remediation and acceptance change the finding's
+    resource first (the effect: a job), then record on the finding who asked."""
+    actor = ctx.caller()
+    if cmd.action == "reopen":
+        seq = await change(
+            deps.store,
+            FINDINGS,
+            cmd.finding_id,
+            lambda st: t.decide_reopen(st, actor),
+            lambda st: ctx.event_context(st.organization_id),
+        )
+        return Reply(result=None, position=position(seq))
+    finding, _ = await load_state(deps.store, FINDINGS, cmd.finding_id)
+    resource = None
+    if finding.resource_id and finding.resource_type in t.INFRASTRUCTURE:
+        resource, _ = await load_state(deps.store, RESOURCES, finding.resource_id)
+    decide = t.decide_remediate if cmd.action == "remediate" else t.decide_accept
+    decided = decide(finding, actor, resource)
+    if decided.resource and finding.resource_id:
+        await change(
+            deps.store,
+            RESOURCES,
+            finding.resource_id,
+            lambda st: decide(finding, actor, st).resource,
+            lambda st: ctx.event_context(st.organization_id),
+        )
+    seq = await change(
+        deps.store,
+        FINDINGS,
+        cmd.finding_id,
+        lambda _: decided.finding,
+        lambda st: ctx.event_context(st.organization_id),
+    )
+    return Reply(result=None, position=position(seq))
+
+
+# --- ignore rules ------------------------------------------------------------------------
+
+RULES = AggregateType("ignore_rule", CODECS["ignore_rule"], ig.RuleState(), ig.evolve_rule)
+
+
+async def add_ignore_rule(deps: DriftDeps, cmd: c.AddIgnoreRule, ctx: CommandContext) -> Reply:
+    actor = ctx.caller()
+    environment, _ = await load_state(deps.store, ENVIRONMENTS, cmd.environment_id)
+    org = environment.organization_id if environment.exists else None
+    added = IgnoreRuleAdded(
+        rule_id=new_id("ign"),
+        organization_id=org or "",
+        environment_id=cmd.environment_id,
+        resource_type=cmd.resource_type,
+        resource=cmd.resource,
+        pointer=cmd.pointer,
+        reason=cmd.reason,
+        expires_at=cmd.expires_at,
+        by=actor.user_id,
+    )
+    if org is None:
+        raise NotFound("environment not found")
+    seq = await change(
+        deps.store,
+        RULES,
+        added.rule_id,
+        lambda st: ig.decide_add(st, actor, added, environment_org=org, now=_now()),
+        lambda _: ctx.event_context(org),
+    )
+    return Reply(result=c.Created(id=added.rule_id), position=position(seq))
+
+
+async def remove_ignore_rule(
+    deps: DriftDeps, cmd: c.RemoveIgnoreRule, ctx: CommandContext
+) -> Reply:
+    actor = ctx.caller()
+    seq = await change(
+        deps.store,
+        RULES,
+        cmd.rule_id,
+        lambda st: ig.decide_remove(st, actor),
+        lambda st: ctx.event_context(st.organization_id),
+    )
+    return Reply(result=None, position=position(seq))

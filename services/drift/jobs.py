@@ -13,11 +13,13 @@ first attempt began instead of making a resource twice.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import asyncpg
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.msg import Msg
@@ -36,6 +38,8 @@ from services.drift.aws import Credentials
 from services.drift.aws_provision import AwsProvisioner
 from services.drift.events import STREAM
 from services.drift.handlers import RESOURCES
+from services.drift.ignore_rules import silenced
+from services.drift.rule_store import rules_of
 
 log = structlog.get_logger("drift.jobs")
 
@@ -44,6 +48,7 @@ WATCHED = frozenset(
     {
         "infrastructure.resource_requested",
         "infrastructure.resource_change_requested",
+        "infrastructure.resource_reprovision_requested",
         "infrastructure.resource_deletion_requested",
     }
 )
@@ -80,11 +85,19 @@ async def open_provider(
 
 class Jobs:
     def __init__(
-        self, store: EventStore, box: SecretBox | None, *, endpoint_url: str | None = None
+        self,
+        store: EventStore,
+        box: SecretBox | None,
+        database_url: str,
+        *,
+        endpoint_url: str | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
         self.box = box
+        self.database_url = database_url
         self.endpoint_url = endpoint_url
+        self.clock = clock
 
     def consumer(self) -> DurableConsumer:
         return DurableConsumer(
@@ -133,7 +146,10 @@ class Jobs:
                     r.decide_provisioned, provider_id=provider_id, attributes=attributes
                 )
             elif state.status == r.UPDATING:
-                await aws.apply(state.type, resource_id, state.provider_id or "", spec, state.tags)
+                await aws.apply(
+                    state.type, resource_id, state.provider_id or "", spec, state.tags,
+                    ignore=await self._ignored(state),
+                )  # fmt: skip
                 attributes = await self._attributes(aws, state.type, resource_id)
                 decide = partial(r.decide_updated, attributes=attributes)
             else:
@@ -173,6 +189,21 @@ class Jobs:
                 raise ProviderUnavailable(f"security group {ref} is not provisioned here")
             resolved.append(group.provider_id)
         return specs.ServerSpec(**{**_fields(spec), "security_group_ids": resolved})
+
+    async def _ignored(self, state: r.ResourceState) -> tuple[str, ...]:
+        """What a change a finding asked for (remediate, accept) leaves alone: the places
+        the environment's ignore rules name for this resource. A person's own PATCH
+        applies the spec whole."""
+        if state.reason is None or state.resource_id is None:
+            return ()
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            rules = await rules_of(conn, state.environment_id or "")
+        finally:
+            await conn.close()
+        address = f"aws/{state.type}/{state.resource_id}"
+        found = silenced(rules, state.type, state.resource_id, address, self.clock())
+        return ("",) if found.whole else found.pointers
 
     @staticmethod
     async def _attributes(aws: AwsProvisioner, kind: str, resource_id: str) -> dict[str, Any]:

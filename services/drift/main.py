@@ -25,7 +25,7 @@ async def wire(r: Resources[DriftSettings]) -> Wiring:
     settings = r.settings
     box = SecretBox(settings.secret_key) if settings.secret_key else None
     endpoint = settings.drift_aws_endpoint_url or None
-    jobs = Jobs(r.store, box, endpoint_url=endpoint)
+    jobs = Jobs(r.store, box, settings.database_url, endpoint_url=endpoint)
     scanner = Scanner(r.store, settings.database_url, box, endpoint_url=endpoint)
     return Wiring(endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run, scanner.run))
 

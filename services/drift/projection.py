@@ -16,11 +16,19 @@ from services.drift.events import (
     STREAM,
     DriftDetected,
     DriftResolved,
+    FindingAccepted,
+    FindingAcknowledged,
+    FindingIgnored,
+    FindingReopened,
+    IgnoreRuleAdded,
+    IgnoreRuleRemoved,
+    RemediationRequested,
     ResourceChangeRequested,
     ResourceDeleted,
     ResourceDeletionRequested,
     ResourceFailed,
     ResourceProvisioned,
+    ResourceReprovisionRequested,
     ResourceRequested,
     ResourceUpdated,
     ScanCompleted,
@@ -34,7 +42,7 @@ class DriftProjection(Projection):
     schema = "drift"
     spec = STREAM
     ddl = (Path(__file__).parent / "schema.sql").read_text()
-    codecs = {k: CODECS[k] for k in ("resource", "scan", "finding")}
+    codecs = {k: CODECS[k] for k in ("resource", "scan", "finding", "ignore_rule")}
 
     async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
         if recorded.meta.aggregate == "scan":
@@ -42,6 +50,9 @@ class DriftProjection(Projection):
             return
         if recorded.meta.aggregate == "finding":
             await _apply_finding(conn, recorded)
+            return
+        if recorded.meta.aggregate == "ignore_rule":
+            await _apply_rule(conn, recorded)
             return
         event, at, resource_id = (
             recorded.event,
@@ -99,6 +110,10 @@ class DriftProjection(Projection):
                     status="failed",
                     last_operation=event.operation,
                     last_error=event.error,
+                )
+            case ResourceReprovisionRequested():
+                await self._set(
+                    conn, resource_id, at, status="provisioning", last_operation="provision"
                 )
             case ResourceDeletionRequested():
                 await self._set(conn, resource_id, at, status="deleting", last_operation="delete")
@@ -194,9 +209,64 @@ async def _apply_finding(conn: asyncpg.Connection, recorded: Recorded[Event]) ->
             )
         case DriftResolved():
             await conn.execute(
-                "UPDATE findings SET state = 'resolved', resolved_at = $2, last_scan_id = $3"
-                " WHERE id = $1",
+                "UPDATE findings SET state = 'resolved', resolved_at = $2, last_scan_id = $3,"
+                " ignored_until = NULL WHERE id = $1",
                 finding_id,
                 at,
                 event.scan_id,
             )
+        case FindingAcknowledged():
+            await _triaged(conn, finding_id, "acknowledged", event.by, event.reason, None, at)
+        case FindingIgnored():
+            await _triaged(conn, finding_id, "ignored", event.by, event.reason, event.until, at)
+        case FindingReopened():
+            await _triaged(conn, finding_id, "open", event.by, None, None, at)
+        case RemediationRequested() | FindingAccepted():
+            action = "remediate" if isinstance(event, RemediationRequested) else "accept"
+            await conn.execute(
+                "UPDATE findings SET last_action = $2, last_action_by = $3, last_action_at = $4"
+                " WHERE id = $1",
+                finding_id,
+                action,
+                event.by,
+                at,
+            )
+
+
+async def _triaged(
+    conn: asyncpg.Connection, finding_id: str, state: str, by: str, reason: str | None,
+    until: object, at: object,
+) -> None:  # fmt: skip
+    await conn.execute(
+        "UPDATE findings SET state = $2, state_by = $3, state_reason = $4, state_at = $5,"
+        " ignored_until = $6 WHERE id = $1",
+        finding_id,
+        state,
+        by,
+        reason,
+        at,
+        until,
+    )
+
+
+async def _apply_rule(conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+    event, at, rule_id = recorded.event, recorded.meta.occurred_at, recorded.meta.aggregate_id
+    match event:
+        case IgnoreRuleAdded():
+            await conn.execute(
+                "INSERT INTO ignore_rules (id, organization_id, environment_id, resource_type,"
+                " resource, pointer, reason, expires_at, created_by, created_at) VALUES"
+                " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
+                rule_id,
+                event.organization_id,
+                event.environment_id,
+                event.resource_type,
+                event.resource,
+                event.pointer,
+                event.reason,
+                event.expires_at,
+                event.by,
+                at,
+            )
+        case IgnoreRuleRemoved():
+            await conn.execute("UPDATE ignore_rules SET removed_at = $2 WHERE id = $1", rule_id, at)

@@ -22,6 +22,7 @@ from services.drift.events import (
     ResourceDeletionRequested,
     ResourceFailed,
     ResourceProvisioned,
+    ResourceReprovisionRequested,
     ResourceRequested,
     ResourceUpdated,
 )
@@ -45,6 +46,8 @@ class ResourceState(msgspec.Struct, frozen=True, kw_only=True):
     provider_id: str | None = None
     # What the job in flight (or the failed one) was doing.
     operation: str | None = None
+    # Why the change in flight was asked for: None (a person's PATCH) | remediate | accept.
+    reason: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -67,7 +70,9 @@ def evolve_resource(state: ResourceState, event: Event) -> ResourceState:
                 operation="provision",
             )
         case ResourceProvisioned():
-            return replace(state, status=ACTIVE, provider_id=event.provider_id, operation=None)
+            return replace(
+                state, status=ACTIVE, provider_id=event.provider_id, operation=None, reason=None
+            )
         case ResourceChangeRequested():
             return replace(
                 state,
@@ -75,9 +80,12 @@ def evolve_resource(state: ResourceState, event: Event) -> ResourceState:
                 specs=state.specs if event.specs is None else event.specs,
                 tags=state.tags if event.tags is None else event.tags,
                 operation="update",
+                reason=event.reason,
             )
+        case ResourceReprovisionRequested():
+            return replace(state, status=PROVISIONING, operation="provision", reason="remediate")
         case ResourceUpdated():
-            return replace(state, status=ACTIVE, operation=None)
+            return replace(state, status=ACTIVE, operation=None, reason=None)
         case ResourceFailed():
             return replace(state, status=FAILED, operation=event.operation)
         case ResourceDeletionRequested():

@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from libs.aggregate import AggregateType, change, change_state, load_state
+from libs.aggregate import change, change_state, load_state
 from libs.consumers import DurableConsumer, in_progress
 from libs.crypto import SecretBox
 from libs.events import Event, EventContext, meta_from_headers
@@ -46,14 +46,15 @@ from services.drift import specs
 from services.drift.aws import Observed
 from services.drift.aws_provision import desired_attributes
 from services.drift.compare import Declared, compare
-from services.drift.events import CODECS, STREAM, DriftDetected, ScanCompleted, ScanFailed
+from services.drift.events import STREAM, DriftDetected, ScanCompleted, ScanFailed
 from services.drift.findings import ACKNOWLEDGED, OPEN, Finding
-from services.drift.handlers import RESOURCES, SCANS
+from services.drift.handlers import FINDINGS, RESOURCES, SCANS
+from services.drift.ignore_rules import IgnoreRule
 from services.drift.jobs import ProviderUnavailable, open_provider
+from services.drift.rule_store import rules_of
 
 log = structlog.get_logger("drift.scans")
 
-FINDINGS = AggregateType("finding", CODECS["finding"], s.FindingState(), s.evolve_finding)
 DURABLE = "drift_scans"
 _READ_FAILURES = (ProviderUnavailable, ClientError, BotoCoreError, OSError, ValueError)
 
@@ -119,11 +120,18 @@ class Scanner:
             log.info("drift_scan_failed", scan_id=scan_id, reason=reason)
             await self._outcome(scan_id, ScanFailed(reason=reason), context)
             return
-        found = compare(declared, observed, environment_id=environment_id)
+        now = self.clock()
+        found = compare(
+            declared,
+            observed,
+            environment_id=environment_id,
+            rules=await self._rules(environment_id),
+            now=now,
+        )
         counts = {"new": 0, "reopened": 0, "changed": 0}
         open_now: dict[str, str] = {}  # finding id -> severity, of drift standing now
         for one in found:
-            recorded = await self._record(scan, one.finding, one.resource_id, context)
+            recorded = await self._record(scan, one.finding, one.resource_id, context, now)
             if recorded.change in counts:
                 counts[recorded.change] += 1
             if recorded.state.state in (OPEN, ACKNOWLEDGED):
@@ -147,8 +155,9 @@ class Scanner:
         log.info("drift_scan_completed", scan_id=scan_id, open=len(open_now), critical=critical)
 
     async def _record(
-        self, scan: s.ScanState, finding: Finding, resource_id: str | None, context: EventContext
-    ) -> Recorded:
+        self, scan: s.ScanState, finding: Finding, resource_id: str | None,
+        context: EventContext, now: dt.datetime,
+    ) -> Recorded:  # fmt: skip
         """The finding on its aggregate: new, reopened, changed, or the same seen again."""
         assert scan.scan_id
         assert scan.environment_id
@@ -163,13 +172,21 @@ class Scanner:
                 environment_id=scan.environment_id or "",
                 scan_id=scan.scan_id or "",
                 resource_id=resource_id,
+                now=now,
             )
             return decided
 
         state, _ = await change_state(self.store, FINDINGS, finding_id, decide, lambda _: context)
-        first = decided[0] if decided else None
-        change = first.change if isinstance(first, DriftDetected) else "seen"
+        detected = [e for e in decided if isinstance(e, DriftDetected)]
+        change = detected[0].change if detected else "seen"
         return Recorded(finding_id=finding_id, state=state, change=change)
+
+    async def _rules(self, environment_id: str) -> list[IgnoreRule]:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return await rules_of(conn, environment_id)
+        finally:
+            await conn.close()
 
     async def _declared(self, environment_id: str) -> tuple[list[Declared], set[str], set[str]]:
         """The environment's resources to compare, those skipped, and their regions."""
@@ -240,8 +257,8 @@ class Scanner:
         conn = await asyncpg.connect(self.database_url)
         try:
             rows = await conn.fetch(
-                "SELECT id, address, severity FROM drift.findings WHERE environment_id = $1"
-                " AND state <> 'resolved'",
+                "SELECT id, address, severity, state FROM drift.findings"
+                " WHERE environment_id = $1 AND state <> 'resolved'",
                 environment_id,
             )
         finally:
@@ -251,7 +268,8 @@ class Scanner:
             if row["id"] in seen:
                 continue
             if row["address"] in skipped:
-                standing[row["id"]] = row["severity"]
+                if row["state"] in (OPEN, ACKNOWLEDGED):
+                    standing[row["id"]] = row["severity"]
                 continue
             _, seq = await change_state(
                 self.store,

@@ -11,6 +11,8 @@ its `last_seen`.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -21,11 +23,14 @@ from services.drift.events import (
     DifferenceRecord,
     DriftDetected,
     DriftResolved,
+    FindingAcknowledged,
+    FindingIgnored,
+    FindingReopened,
     ScanCompleted,
     ScanFailed,
     ScanRequested,
 )
-from services.drift.findings import OPEN, RESOLVED, Finding
+from services.drift.findings import ACKNOWLEDGED, IGNORED, OPEN, RESOLVED, Finding
 
 REQUESTED, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -70,18 +75,42 @@ class FindingState(msgspec.Struct, frozen=True, kw_only=True):
     state: str | None = None  # open | acknowledged | ignored | resolved
     digest: str = ""
     address: str = ""
+    organization_id: str | None = None
+    environment_id: str | None = None
+    resource_type: str = ""
+    resource_id: str | None = None
+    kind: str = ""
+    differences: list[dict[str, Any]] = []
+    until: datetime | None = None  # an ignore's end
 
 
 def evolve_finding(state: FindingState, event: Event) -> FindingState:
+    replace = msgspec.structs.replace
     match event:
         case DriftDetected():
             # Acknowledged or ignored stays so when the drift changes; reopened is open.
             kept = state.state if state.state not in (None, RESOLVED) else OPEN
             return FindingState(
-                finding_id=event.finding_id, state=kept, digest=event.digest, address=event.address
+                finding_id=event.finding_id,
+                state=kept,
+                digest=event.digest,
+                address=event.address,
+                organization_id=event.organization_id,
+                environment_id=event.environment_id,
+                resource_type=event.resource_type,
+                resource_id=event.resource_id,
+                kind=event.kind,
+                differences=msgspec.to_builtins(event.differences),
+                until=state.until if kept == IGNORED else None,
             )
         case DriftResolved():
-            return msgspec.structs.replace(state, state=RESOLVED)
+            return replace(state, state=RESOLVED, until=None)
+        case FindingAcknowledged():
+            return replace(state, state=ACKNOWLEDGED, until=None)
+        case FindingIgnored():
+            return replace(state, state=IGNORED, until=event.until)
+        case FindingReopened():
+            return replace(state, state=OPEN, until=None)
     return state
 
 
@@ -98,16 +127,40 @@ def decide_seen(
     environment_id: str,
     scan_id: str,
     resource_id: str | None,
+    now: datetime | None = None,
 ) -> list[Event]:
-    """What seeing `finding` in a scan records: new, reopened, changed, or nothing."""
+    """What seeing `finding` in a scan records: new, reopened, changed, or nothing. An
+    ignore that has expired by `now` ends: the finding is open again."""
+    expired = (
+        state.state == IGNORED
+        and state.until is not None
+        and now is not None
+        and state.until <= now
+    )
     if state.state is None:
         change = "new"
     elif state.state == RESOLVED:
         change = "reopened"
     elif state.digest != finding.digest:
         change = "changed"
+    elif expired:
+        return [FindingReopened(by="system:drift")]
     else:
         return []
+    reopened: list[Event] = [FindingReopened(by="system:drift")] if expired else []
+    return reopened + _detected(
+        finding, organization_id, environment_id, scan_id, resource_id, change
+    )
+
+
+def _detected(
+    finding: Finding,
+    organization_id: str,
+    environment_id: str,
+    scan_id: str,
+    resource_id: str | None,
+    change: str,
+) -> list[Event]:
     return [
         DriftDetected(
             finding_id=finding_id(environment_id, finding.fingerprint),

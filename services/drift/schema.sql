@@ -58,3 +58,27 @@ CREATE TABLE IF NOT EXISTS findings (
     resolved_at      timestamptz
 );
 CREATE INDEX IF NOT EXISTS findings_environment ON findings (environment_id, state, first_seen, id);
+-- Who last triaged a finding, why, and until when (an ignore); the last remediation or
+-- acceptance asked for.
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS state_by text;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS state_reason text;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS state_at timestamptz;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS ignored_until timestamptz;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS last_action text;   -- remediate | accept
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS last_action_by text;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS last_action_at timestamptz;
+
+CREATE TABLE IF NOT EXISTS ignore_rules (
+    id               text PRIMARY KEY,
+    organization_id  text NOT NULL,
+    environment_id   text NOT NULL,
+    resource_type    text NOT NULL,
+    resource         text NOT NULL,
+    pointer          text NOT NULL,
+    reason           text NOT NULL,
+    expires_at       timestamptz,
+    created_by       text NOT NULL,
+    created_at       timestamptz NOT NULL,
+    removed_at       timestamptz
+);
+CREATE INDEX IF NOT EXISTS ignore_rules_environment ON ignore_rules (environment_id, created_at, id);

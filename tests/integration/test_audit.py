@@ -300,6 +300,17 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
         lambda _: ids["res"],
     )
     await step(
+        "POST",
+        "/v1/environments/{env}/drift-ignore-rules",
+        {"pointer": "/tags/owner", "reason": "owners are set by finance"},
+        "drift.ignore_rule_added",
+        lambda r: ids.setdefault("ign", r["id"]),
+    )
+    await step(
+        "DELETE", "/v1/drift-ignore-rules/{ign}", None, "drift.ignore_rule_removed",
+        lambda _: ids["ign"],
+    )  # fmt: skip
+    await step(
         "DELETE",
         "/v1/services/{scoped_services}",
         None,

@@ -4,11 +4,9 @@ and deleted. Out-of-band changes are made with boto3, as someone at the console 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import boto3
-import pytest
 
 from services.drift import specs
 from services.drift.aws import SETS, Credentials
@@ -17,16 +15,6 @@ from services.drift.diff import diff
 from tests.moto_server import MotoServer
 
 REGION = "eu-west-1"
-
-
-@pytest.fixture
-async def moto() -> AsyncIterator[MotoServer]:
-    server = MotoServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def _provisioner(moto: MotoServer) -> AwsProvisioner:

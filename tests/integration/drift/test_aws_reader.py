@@ -4,11 +4,9 @@ that opens SSH to the world is a critical difference."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import boto3
-import pytest
 
 from services.drift import findings as f
 from services.drift.aws import SETS, TAG, AwsReader, Credentials
@@ -17,16 +15,6 @@ from tests.moto_server import MotoServer
 
 REGION = "eu-west-1"
 CREDENTIALS = Credentials(access_key_id="testing", secret_access_key="testing")
-
-
-@pytest.fixture
-async def moto() -> AsyncIterator[MotoServer]:
-    server = MotoServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def _aws(moto: MotoServer, service: str) -> Any:

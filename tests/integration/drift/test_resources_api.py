@@ -5,8 +5,6 @@ reason when the environment has no credentials; invisible to other organizations
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -18,6 +16,7 @@ from libs.eventstore import EventStore
 from libs.replay import replay
 from services.drift.projection import DriftProjection
 from tests.conftest import Stack
+from tests.integration.drift.helpers import environment, resource_until
 from tests.moto_server import MotoServer
 from tests.receivers import Receivers, verify
 
@@ -26,43 +25,9 @@ CANARY = "s3cr3t-canary-value"  # the environment's secret key: never seen again
 
 
 @pytest.fixture
-async def moto() -> AsyncIterator[MotoServer]:
-    server = MotoServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def drift(stack: Stack, moto: MotoServer) -> Stack:
     await stack.start("drift", drift_aws_endpoint_url=moto.url)
     return stack
-
-
-async def _environment(stack: Stack, *, credentials: bool = True) -> str:
-    body: dict[str, Any] = {"name": "prod", "region": REGION}
-    if credentials:
-        body["credentials"] = {"aws_access_key_id": "AKIATEST", "aws_secret_access_key": CANARY}
-    resp = await stack.client.post("/v1/environments", json=body, headers=stack.auth())
-    assert resp.status == 201, await resp.text()
-    return str((await resp.json())["id"])
-
-
-async def _until(
-    stack: Stack, resource_id: str, done: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for _ in range(300):
-        resp = await stack.client.get(
-            f"/v1/infrastructure/resources/{resource_id}", headers=stack.auth()
-        )
-        body = await resp.json()
-        if done(body if resp.status == 200 else {"status": resp.status}):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never: {body}")
 
 
 def _ec2(moto: MotoServer) -> Any:
@@ -84,7 +49,7 @@ async def test_a_security_group_is_provisioned_changed_and_deleted_by_jobs(
         headers=stack.auth(),
     )
     secret = (await hook.json())["secret"]
-    env = await _environment(stack)
+    env = await environment(stack, secret=CANARY)
     body = {
         "environment_id": env,
         "type": "security_group",
@@ -101,7 +66,9 @@ async def test_a_security_group_is_provisioned_changed_and_deleted_by_jobs(
     assert declared["status"] == "provisioning" and declared["region"] == REGION
     assert resp.headers["Location"] == f"/v1/infrastructure/resources/{declared['id']}"
 
-    active = await _until(stack, declared["id"], lambda r: r["status"] in ("active", "failed"))
+    active = await resource_until(
+        stack, declared["id"], lambda r: r["status"] in ("active", "failed")
+    )
     assert active["status"] == "active", active
     group = active["provider_id"]
     assert group.startswith("sg-")
@@ -126,7 +93,7 @@ async def test_a_security_group_is_provisioned_changed_and_deleted_by_jobs(
     )
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["status"] == "updating"
-    await _until(stack, declared["id"], lambda r: r["status"] == "active")
+    await resource_until(stack, declared["id"], lambda r: r["status"] == "active")
     [changed] = _ec2(moto).describe_security_groups(GroupIds=[group])["SecurityGroups"]
     assert {p["FromPort"] for p in changed["IpPermissions"]} == {443}
 
@@ -134,7 +101,7 @@ async def test_a_security_group_is_provisioned_changed_and_deleted_by_jobs(
         f"/v1/infrastructure/resources/{declared['id']}", headers=stack.auth()
     )
     assert resp.status == 202, await resp.text()
-    await _until(stack, declared["id"], lambda r: r["status"] == 404)
+    await resource_until(stack, declared["id"], lambda r: r["status"] == 404)
     assert not _ec2(moto).describe_security_groups(
         Filters=[{"Name": "group-id", "Values": [group]}]
     )["SecurityGroups"]
@@ -180,7 +147,7 @@ async def test_bad_specs_are_refused_naming_the_field_and_the_seeds_sizes_accept
     drift: Stack,
 ) -> None:
     stack = drift
-    env = await _environment(stack)
+    env = await environment(stack, secret=CANARY)
     cases = [
         ({"type": "server", "specs": {"instance_type": "big!"}}, "$.specs.instance_type"),
         ({"type": "server", "specs": {"instance_type": "t3.large", "storage": "lots"}},
@@ -212,21 +179,23 @@ async def test_bad_specs_are_refused_naming_the_field_and_the_seeds_sizes_accept
 
 async def test_without_credentials_the_job_fails_saying_why(drift: Stack) -> None:
     stack = drift
-    env = await _environment(stack, credentials=False)
+    env = await environment(stack, credentials=False)
     resp = await stack.client.post(
         "/v1/infrastructure/resources",
         json={"environment_id": env, "type": "volume", "specs": {"size": 10}},
         headers=stack.auth(),
     )
     assert resp.status == 202, await resp.text()
-    failed = await _until(stack, (await resp.json())["id"], lambda r: r["status"] == "failed")
+    failed = await resource_until(
+        stack, (await resp.json())["id"], lambda r: r["status"] == "failed"
+    )
     assert failed["last_error"] == "the environment has no AWS credentials"
     assert failed["last_operation"] == "provision"
 
 
 async def test_another_organizations_resources_do_not_exist_for_it(drift: Stack) -> None:
     stack = drift
-    env = await _environment(stack)
+    env = await environment(stack, secret=CANARY)
     resp = await stack.client.post(
         "/v1/infrastructure/resources",
         json={"environment_id": env, "type": "volume", "specs": {"size": 10}},

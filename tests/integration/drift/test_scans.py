@@ -7,59 +7,15 @@ resolves nothing; another organization sees none of it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
-
-import boto3
-import pytest
 
 from tests.conftest import Stack
+from tests.integration.drift import helpers
+from tests.integration.drift.helpers import environment, scan
 from tests.moto_server import MotoServer
 from tests.receivers import Receivers, verify
 
-REGION = "eu-west-1"
 SSH_OPEN = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
              "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]  # fmt: skip
-
-
-@pytest.fixture
-async def moto() -> AsyncIterator[MotoServer]:
-    server = MotoServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-def _ec2(moto: MotoServer) -> Any:
-    return boto3.client(
-        "ec2", region_name=REGION, endpoint_url=moto.url,
-        aws_access_key_id="AKIATEST", aws_secret_access_key="secret",
-    )  # fmt: skip
-
-
-async def _environment(stack: Stack, *, credentials: bool = True) -> str:
-    body: dict[str, Any] = {"name": "prod", "region": REGION}
-    if credentials:
-        body["credentials"] = {"aws_access_key_id": "AKIATEST", "aws_secret_access_key": "secret"}
-    resp = await stack.client.post("/v1/environments", json=body, headers=stack.auth())
-    assert resp.status == 201, await resp.text()
-    return str((await resp.json())["id"])
-
-
-async def _scan(stack: Stack, env: str) -> dict[str, Any]:
-    resp = await stack.client.post(f"/v1/environments/{env}/drift-scans", headers=stack.auth())
-    assert resp.status == 202, await resp.text()
-    started = await resp.json()
-    assert started["status"] == "running" and started["scan_id"] == started["id"]
-    for _ in range(300):
-        resp = await stack.client.get(f"/v1/drift-scans/{started['id']}", headers=stack.auth())
-        body: dict[str, Any] = await resp.json()
-        if body["status"] != "running":
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the scan never ended: {body}")
 
 
 async def test_drift_is_found_resolved_and_reopened_with_its_difference(
@@ -72,7 +28,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
         "/v1/webhooks", json={"url": receiver.url, "events": ["drift.*"]}, headers=stack.auth()
     )
     secret = (await hook.json())["secret"]
-    env = await _environment(stack)
+    env = await environment(stack)
     declared = {
         "environment_id": env,
         "type": "security_group",
@@ -94,7 +50,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
             break
         await asyncio.sleep(0.1)
     group = state["provider_id"]
-    ec2 = _ec2(moto)
+    ec2 = helpers.ec2(moto)
     # Not ours: no tag. Ours by its tags, in this environment, but declared by nobody.
     ec2.create_security_group(GroupName="lookalike", Description="x")
     ghost = ec2.create_security_group(
@@ -104,7 +60,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
             {"Key": "deployforge:environment", "Value": env}]}],
     )["GroupId"]  # fmt: skip
 
-    first = await _scan(stack, env)
+    first = await scan(stack, env)
     assert first["status"] == "completed", first
     assert (first["drifts_detected"], first["critical"], first["new"]) == (1, 0, 1)
     [unexpected] = first["findings"]
@@ -115,7 +71,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=SSH_OPEN)
     ec2.delete_tags(Resources=[group], Tags=[{"Key": "team"}])
     ec2.create_tags(Resources=[group], Tags=[{"Key": "team", "Value": "web"}])
-    second = await _scan(stack, env)
+    second = await scan(stack, env)
     assert (second["drifts_detected"], second["critical"], second["new"]) == (2, 1, 1)
     [critical] = [f for f in second["findings"] if f["severity"] == "critical"]
     assert critical["kind"] == "changed" and critical["resource_id"] == resource
@@ -130,7 +86,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
     assert seed_shape["actual_config"]["/ingress/-"]["from_port"] == 22
 
     ec2.revoke_security_group_ingress(GroupId=group, IpPermissions=SSH_OPEN)
-    third = await _scan(stack, env)
+    third = await scan(stack, env)
     assert (third["resolved"], third["critical"], third["drifts_detected"]) == (1, 0, 1)
     resolved = await (
         await stack.client.get(
@@ -142,7 +98,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
     assert [f["id"] for f in resolved["items"]] == [critical["id"]]
 
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=SSH_OPEN)
-    fourth = await _scan(stack, env)
+    fourth = await scan(stack, env)
     assert (fourth["reopened"], fourth["critical"]) == (1, 1)
     scans = await (
         await stack.client.get(f"/v1/environments/{env}/drift-scans", headers=stack.auth())
@@ -184,8 +140,8 @@ async def test_a_provider_that_cannot_be_read_fails_the_scan_and_resolves_nothin
     stack: Stack, moto: MotoServer
 ) -> None:
     await stack.start("drift", drift_aws_endpoint_url=moto.url)
-    env = await _environment(stack, credentials=False)
-    failed = await _scan(stack, env)
+    env = await environment(stack, credentials=False)
+    failed = await scan(stack, env)
     assert failed["status"] == "failed"
     assert failed["reason"] == (
         "the provider could not be read: the environment has no AWS credentials"
