@@ -17,7 +17,9 @@ from gateway.pagination import Page, fetch_page
 from gateway.routes.environments import get_visible_environment
 from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import require_visible
+from services.deploy.commands import CreateDeployment
 from services.drift import commands as c
+from services.drift.triage import SERVICES
 
 api = Api("drift")
 
@@ -51,6 +53,8 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     last_action: str | None = None
     last_action_by: str | None = None
     last_action_at: datetime | None = None
+    # The deployment a remediation of a service started.
+    remediation_deployment_id: str | None = None
 
 
 class CriticalFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,7 +70,7 @@ class Scan(msgspec.Struct, frozen=True, kw_only=True):
     scan_id: str  # the seed's name for `id`
     environment_id: str
     initiated_by: str | None
-    status: str  # running | completed | failed
+    status: str  # running | completed | failed | skipped (a deployment was running)
     drifts_detected: int | None
     critical: int | None
     new: int | None
@@ -74,6 +78,8 @@ class Scan(msgspec.Struct, frozen=True, kw_only=True):
     changed: int | None
     resolved: int | None
     resources: int | None
+    services: int | None  # deployed services compared
+    # What could not be read (a busy resource, a service whose agent did not answer).
     could_not_read: list[str]
     reason: str | None
     started_at: datetime
@@ -93,13 +99,14 @@ class FindingFilters(msgspec.Struct, frozen=True, kw_only=True):
 
 _SCAN = (
     "id, environment_id, initiated_by, status, drifts_detected, critical, new, reopened,"
-    " changed, resolved, resources, could_not_read, reason, started_at, finished_at,"
-    " organization_id"
+    " changed, resolved, resources, services, could_not_read, reason, started_at,"
+    " finished_at, organization_id"
 )
 _FINDING = (
     "id, environment_id, resource_type, resource_id, address, kind, severity, differences,"
     " state, first_seen, last_seen, last_scan_id, resolved_at, state_by, state_reason,"
-    " state_at, ignored_until, last_action, last_action_by, last_action_at"
+    " state_at, ignored_until, last_action, last_action_by, last_action_at,"
+    " remediation_deployment_id"
 )
 _SEVERITY_ORDER = "array_position(ARRAY['critical','high','medium','low'], severity)"
 
@@ -295,15 +302,38 @@ async def reopen_finding(request: web.Request) -> web.Response:
 
 @api.post(
     "/v1/drift-findings/{id}/remediate",
-    summary="Remediate: re-apply the desired spec, or make a missing resource again"
-    " (a job: 202; places ignore rules name are left alone)",
+    summary="Remediate: re-apply a resource's spec or make it again (a job; places ignore"
+    " rules name are left alone), or deploy a service again (202)",
     scope="write",
     response=Finding,
     status=202,
 )
 async def remediate_finding(request: web.Request) -> web.Response:
-    command = c.FindingCommand(finding_id=request.match_info["id"], action="remediate")
+    finding = await _visible_finding(request, request.match_info["id"])
+    deployment_id = None
+    if finding.resource_type in SERVICES and finding.state != "resolved":
+        deployment_id = await _redeploy(request, finding)
+    command = c.FindingCommand(
+        finding_id=finding.id, action="remediate", deployment_id=deployment_id
+    )
     return json_response(await _act(request, "act_on_finding", command), status=202)
+
+
+async def _redeploy(request: web.Request, finding: Finding) -> str:
+    """A fresh deployment of the commit that should run, with the variables of now."""
+    parts = finding.address.split("/")  # service/<svc>/env/<env>[/...]
+    service_id, environment_id = parts[1], parts[3]
+    commit = await request.app[keys.POOL].fetchval(
+        "SELECT commit_hash FROM deploy.deployments WHERE service_id = $1"
+        " AND environment_id = $2 AND status = 'succeeded' ORDER BY finished_at DESC, id DESC"
+        " LIMIT 1",
+        service_id,
+        environment_id,
+    )
+    command = CreateDeployment(service_id=service_id, environment_id=environment_id, ref=commit)
+    result = await send(request, "deploy", "create_deployment", command)
+    await caught_up(request, result)
+    return str(msgspec.json.decode(result.data)["id"])
 
 
 @api.post(

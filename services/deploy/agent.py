@@ -36,7 +36,7 @@ from libs.events import H_EVENT_TYPE
 from libs.lifecycle import run_until_signalled
 from libs.messaging import CommandBus, connect_nats
 from libs.settings import load_settings
-from services.deploy import jobs, logs, service_control
+from services.deploy import jobs, logs, observe, service_control
 from services.deploy.agent_settings import AgentSettings
 from services.deploy.commands import JobSpec
 from services.deploy.deploy_client import DeployClient
@@ -94,6 +94,7 @@ class Agent:
         slots = asyncio.Semaphore(self.settings.concurrency)
         running: set[asyncio.Task[None]] = {asyncio.create_task(self.routing.report_forever(stop))}
         controls = await service_control.follow(self.routing, running)
+        observing = await observe.answer(self.routing, self.nc)
         log.info("agent_ready", agent_id=self.agent_id, work_dir=str(self.work))
         if ready is not None:
             ready.set()
@@ -111,6 +112,7 @@ class Agent:
         finally:
             await sub.unsubscribe()
             await controls.unsubscribe()
+            await observing.unsubscribe()
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from libs.ids import new_id
-from services.deploy import logs, manifest
+from services.deploy import logs, manifest, release_files
 from services.deploy.commands import JobSpec
 from services.deploy.events import PipelineStepSpec
 from services.deploy.health import free_port, health_url, wait_healthy
@@ -129,6 +129,9 @@ class DeploymentSteps:
                     pipeline_step.name,
                     self._pipeline_step(spec, pipeline_step, source, line, cancel),
                 )
+            # What drift scans compare the release with: its files as the build left them.
+            files = await asyncio.to_thread(release_files.record, self.work, release_id, source)
+            await line(f"recorded the checksums of {files} files")
         if commit is None and (source / ".deployforge-commit").exists():
             commit = (source / ".deployforge-commit").read_text().strip()
 
@@ -231,6 +234,7 @@ class DeploymentSteps:
             replicas=spec.replicas,
             deployment_id=spec.deployment_id,
             env_defaults=spec.manifest_env,
+            env_names=sorted(spec.env),
         )
         routing.save_routes()
         await routing.report_instances()
@@ -288,6 +292,7 @@ class DeploymentSteps:
         for old in dirs[self.settings.keep_releases :]:
             if old.name not in keep | live:
                 shutil.rmtree(old, ignore_errors=True)
+                release_files.forget(self.work, old.name)
 
 
 async def with_manifest(spec: JobSpec, source: Path, line: Line) -> JobSpec:

@@ -89,6 +89,13 @@ async def of_service(kv: KeyValue, service_id: str) -> list[InstanceReport]:
     return await _reported(kv, f"{service_id}.>")
 
 
+async def of_environment(kv: KeyValue, environment_id: str) -> list[InstanceReport]:
+    """Every instance reported now in an environment, of any service."""
+    if not INSTANCE_ID.fullmatch(environment_id):
+        return []  # never a key: it would be a wildcard or several tokens
+    return await _reported(kv, f"*.{environment_id}.*")
+
+
 async def everywhere(kv: KeyValue) -> list[InstanceReport]:
     """Every instance reported now, of every service, by service, environment and id."""
     reports = await _reported(kv, ">")

@@ -29,6 +29,9 @@ class Route(msgspec.Struct, kw_only=True):
     deployment_id: str = ""
     # Non-secret defaults from the release's deployforge.yml (secrets are asked for).
     env_defaults: dict[str, str] = {}
+    # The names (never the values) of the variables the instances were given, for drift
+    # scans; None for a route recorded before agents kept them.
+    env_names: list[str] | None = None
     # Stopped on request: the release is kept, the address answers 503.
     stopped: bool = False
     # Instances (of `instances`) stopped one by one on request: kept, for a start.

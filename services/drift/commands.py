@@ -68,6 +68,8 @@ class FindingCommand(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     finding_id: Id
     action: Literal["reopen", "remediate", "accept"]
+    # A service's remediation: the deployment the gateway started for it.
+    deployment_id: Id | None = None
 
 
 class AddIgnoreRule(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):

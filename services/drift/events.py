@@ -108,13 +108,20 @@ class ScanCompleted(Event, frozen=True, kw_only=True, tag="drift.scan_completed"
     seen: list[str] = []
     could_not_read: list[str] = []
     resources: int = 0  # how many were compared
+    services: int = 0  # deployed services compared
 
 
 class ScanFailed(Event, frozen=True, kw_only=True, tag="drift.scan_failed"):
     reason: str
 
 
-ScanEvent = ScanRequested | ScanCompleted | ScanFailed
+class ScanSkipped(Event, frozen=True, kw_only=True, tag="drift.scan_skipped"):
+    """Not carried out: a deployment was changing the environment (it would be its work)."""
+
+    reason: str
+
+
+ScanEvent = ScanRequested | ScanCompleted | ScanFailed | ScanSkipped
 
 
 class DifferenceRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,8 +170,10 @@ class FindingReopened(Event, frozen=True, kw_only=True, tag="drift.reopened"):
 
 class RemediationRequested(Event, frozen=True, kw_only=True, tag="drift.remediation_requested"):
     by: str
-    # reapply (the spec, by a job) | reprovision (a missing resource, by a job)
+    # reapply (the spec, by a job) | reprovision (a missing resource, by a job) |
+    # redeploy (a service: a fresh deployment of what should run)
     action: str
+    deployment_id: str | None = None  # the redeployment
 
 
 class FindingAccepted(Event, frozen=True, kw_only=True, tag="drift.accepted"):

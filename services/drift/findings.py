@@ -91,6 +91,11 @@ def _open_to_the_world(_: str, __: str, difference: Difference | None) -> bool:
     return bool(ports - _WEB_PORTS)
 
 
+def _recorded_file(_: str, __: str, difference: Difference | None) -> bool:
+    """A file the build recorded (changed or gone); one added since is less alarming."""
+    return difference is not None and difference.expected is not None
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="ingress open to the world beyond 80/443",
@@ -99,19 +104,25 @@ RULES: tuple[Rule, ...] = (
         pointer="/ingress",
         test=_open_to_the_world,
     ),
-    Rule(name="a file of a release changed", severity="critical", resource_type="release_file"),
+    Rule(
+        name="a file of a release changed or gone",
+        severity="critical",
+        resource_type="release_file",
+        test=_recorded_file,
+    ),
+    Rule(name="a service not running", severity="high", resource_type="service", kind=MISSING),
+    Rule(
+        name="another release running",
+        severity="high",
+        resource_type="service",
+        pointer="/release_id",
+    ),
+    Rule(name="an instance not running", severity="high", resource_type="instance", kind=MISSING),
     Rule(
         name="a public bucket",
         severity="critical",
         resource_type="bucket",
         pointer="/public_access_block",
-    ),
-    Rule(name="an instance not running", severity="high", resource_type="instance", kind=MISSING),
-    Rule(
-        name="another release running",
-        severity="high",
-        resource_type="instance",
-        pointer="/release_id",
     ),
     Rule(name="a certificate not served", severity="high", resource_type="certificate"),
     Rule(name="something nobody deployed", severity="medium", kind=UNEXPECTED),

@@ -182,14 +182,19 @@ async def act_on_finding(deps: DriftDeps, cmd: c.FindingCommand, ctx: CommandCon
     resource = None
     if finding.resource_id and finding.resource_type in t.INFRASTRUCTURE:
         resource, _ = await load_state(deps.store, RESOURCES, finding.resource_id)
-    decide = t.decide_remediate if cmd.action == "remediate" else t.decide_accept
-    decided = decide(finding, actor, resource)
+
+    def decide(state: s.FindingState, resource: r.ResourceState | None) -> t.Decided:
+        if cmd.action == "remediate":
+            return t.decide_remediate(state, actor, resource, deployment_id=cmd.deployment_id)
+        return t.decide_accept(state, actor, resource)
+
+    decided = decide(finding, resource)
     if decided.resource and finding.resource_id:
         await change(
             deps.store,
             RESOURCES,
             finding.resource_id,
-            lambda st: decide(finding, actor, st).resource,
+            lambda st: decide(finding, st).resource,
             lambda st: ctx.event_context(st.organization_id),
         )
     seq = await change(

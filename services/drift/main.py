@@ -7,6 +7,7 @@ from libs.host import Context, Resources, Wiring
 from libs.settings import CoreSettings
 from services.deploy.events import STREAM as DEPLOY_STREAM
 from services.drift.api import SERVICE, endpoints
+from services.drift.app_observer import AppObserver
 from services.drift.events import STREAM
 from services.drift.handlers import DriftDeps
 from services.drift.jobs import Jobs
@@ -26,7 +27,8 @@ async def wire(r: Resources[DriftSettings]) -> Wiring:
     box = SecretBox(settings.secret_key) if settings.secret_key else None
     endpoint = settings.drift_aws_endpoint_url or None
     jobs = Jobs(r.store, box, settings.database_url, endpoint_url=endpoint)
-    scanner = Scanner(r.store, settings.database_url, box, endpoint_url=endpoint)
+    apps = AppObserver(r.store, r.nc, box)
+    scanner = Scanner(r.store, settings.database_url, box, apps=apps, endpoint_url=endpoint)
     return Wiring(endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run, scanner.run))
 
 

@@ -34,6 +34,7 @@ from services.drift.events import (
     ScanCompleted,
     ScanFailed,
     ScanRequested,
+    ScanSkipped,
 )
 
 
@@ -151,7 +152,7 @@ async def _apply_scan(conn: asyncpg.Connection, recorded: Recorded[Event]) -> No
             await conn.execute(
                 "UPDATE scans SET status = 'completed', drifts_detected = $2, critical = $3,"
                 " new = $4, reopened = $5, changed = $6, resolved = $7, resources = $8,"
-                " could_not_read = $9, finished_at = $10 WHERE id = $1",
+                " could_not_read = $9, finished_at = $10, services = $11 WHERE id = $1",
                 scan_id,
                 event.drifts_detected,
                 event.critical,
@@ -162,6 +163,7 @@ async def _apply_scan(conn: asyncpg.Connection, recorded: Recorded[Event]) -> No
                 event.resources,
                 event.could_not_read,
                 at,
+                event.services,
             )
             # What this scan saw again is still there: its last_seen moves.
             await conn.execute(
@@ -170,12 +172,13 @@ async def _apply_scan(conn: asyncpg.Connection, recorded: Recorded[Event]) -> No
                 at,
                 scan_id,
             )
-        case ScanFailed():
+        case ScanFailed() | ScanSkipped():
             await conn.execute(
-                "UPDATE scans SET status = 'failed', reason = $2, finished_at = $3 WHERE id = $1",
+                "UPDATE scans SET status = $4, reason = $2, finished_at = $3 WHERE id = $1",
                 scan_id,
                 event.reason,
                 at,
+                "failed" if isinstance(event, ScanFailed) else "skipped",
             )
 
 
@@ -223,13 +226,15 @@ async def _apply_finding(conn: asyncpg.Connection, recorded: Recorded[Event]) ->
             await _triaged(conn, finding_id, "open", event.by, None, None, at)
         case RemediationRequested() | FindingAccepted():
             action = "remediate" if isinstance(event, RemediationRequested) else "accept"
+            deployment = event.deployment_id if isinstance(event, RemediationRequested) else None
             await conn.execute(
-                "UPDATE findings SET last_action = $2, last_action_by = $3, last_action_at = $4"
-                " WHERE id = $1",
+                "UPDATE findings SET last_action = $2, last_action_by = $3, last_action_at = $4,"
+                " remediation_deployment_id = $5 WHERE id = $1",
                 finding_id,
                 action,
                 event.by,
                 at,
+                deployment,
             )
 
 

@@ -1,8 +1,13 @@
-"""Drift scans: an environment's declared infrastructure against what the provider has.
+"""Drift scans: an environment's declared infrastructure against what the provider has,
+and its deployed services against what the agents run.
 
 A durable consumer of the drift stream (`drift_scans`) takes each
 `drift.scan_requested` and carries the scan out:
 
+0. skipped (`drift.scan_skipped`, with the reason) while a deployment of the
+   environment runs: what it changes is not drift. Otherwise the services'
+   side is read (services/drift/app_observer.py): an agent that does not
+   answer makes its services unread, named in `could_not_read`;
 1. the environment's declared resources, each from its own events (those
    being provisioned, changed or deleted right now are skipped and named in
    `could_not_read`: a job in flight is not drift);
@@ -10,11 +15,12 @@ A durable consumer of the drift stream (`drift_scans`) takes each
    when none is declared), with the environment's credentials. A provider
    that cannot be read fails the scan as a whole (`drift.scan_failed`):
    nothing is reported in sync and nothing resolved on a failed read;
-3. the findings (services/drift/compare.py), each recorded on its own
+3. the findings (services/drift/compare.py and apps.py, less what the ignore
+   rules silence), each recorded on its own
    aggregate: new, reopened or changed (`drift.detected`), or nothing when it
    is the same drift seen again;
 4. the environment's open findings not found again are resolved
-   (`drift.resolved`), except those of resources that were skipped;
+   (`drift.resolved`), except those of resources and services unread;
 5. `drift.scan_completed` with the counts and the findings seen.
 
 The message is acknowledged only then; a scan delivered again after a crash
@@ -43,17 +49,20 @@ from services.deploy.handlers.aggregates import ENVIRONMENTS
 from services.drift import resources as r
 from services.drift import scans as s
 from services.drift import specs
+from services.drift.app_observer import AppObserver, AppReading, deploying
+from services.drift.apps import compare_apps
 from services.drift.aws import Observed
 from services.drift.aws_provision import desired_attributes
 from services.drift.compare import Declared, compare
-from services.drift.events import STREAM, DriftDetected, ScanCompleted, ScanFailed
+from services.drift.events import STREAM, DriftDetected, ScanCompleted, ScanFailed, ScanSkipped
 from services.drift.findings import ACKNOWLEDGED, OPEN, Finding
 from services.drift.handlers import FINDINGS, RESOURCES, SCANS
-from services.drift.ignore_rules import IgnoreRule
 from services.drift.jobs import ProviderUnavailable, open_provider
 from services.drift.rule_store import rules_of
 
 log = structlog.get_logger("drift.scans")
+
+NOTHING_RUNS = AppReading(desired=[], observations=[], unread_services=[], unanswered_agents=[])
 
 DURABLE = "drift_scans"
 _READ_FAILURES = (ProviderUnavailable, ClientError, BotoCoreError, OSError, ValueError)
@@ -72,12 +81,14 @@ class Scanner:
         database_url: str,
         box: SecretBox | None,
         *,
+        apps: AppObserver | None = None,
         endpoint_url: str | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
         self.database_url = database_url
         self.box = box
+        self.apps = apps
         self.endpoint_url = endpoint_url
         self.clock = clock
 
@@ -112,6 +123,17 @@ class Scanner:
             return
         environment_id = scan.environment_id
         context = EventContext(actor="system:drift", organization_id=scan.organization_id)
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            busy = await deploying(conn, environment_id)
+            if busy is not None:
+                reason = f"deployment {busy} is changing the environment: scan again after it"
+                await self._outcome(scan_id, ScanSkipped(reason=reason), context)
+                return
+            rules = await rules_of(conn, environment_id)
+            apps = await self.apps.read(conn, environment_id) if self.apps else NOTHING_RUNS
+        finally:
+            await conn.close()
         declared, skipped, regions = await self._declared(environment_id)
         try:
             observed = await self._observe(environment_id, regions)
@@ -121,13 +143,17 @@ class Scanner:
             await self._outcome(scan_id, ScanFailed(reason=reason), context)
             return
         now = self.clock()
-        found = compare(
-            declared,
-            observed,
-            environment_id=environment_id,
-            rules=await self._rules(environment_id),
+        found = compare(declared, observed, environment_id=environment_id, rules=rules, now=now)
+        app_scan = compare_apps(
+            environment_id,
+            apps.desired,
+            apps.observations,
+            unread_services=apps.unread_services,
+            rules=rules,
             now=now,
         )
+        found += app_scan.found
+        skipped |= set(app_scan.could_not_read)
         counts = {"new": 0, "reopened": 0, "changed": 0}
         open_now: dict[str, str] = {}  # finding id -> severity, of drift standing now
         for one in found:
@@ -149,6 +175,7 @@ class Scanner:
             seen=seen,
             could_not_read=sorted(skipped),
             resources=len(declared),
+            services=app_scan.compared,
             **counts,
         )
         await self._outcome(scan_id, completed, context)
@@ -180,13 +207,6 @@ class Scanner:
         detected = [e for e in decided if isinstance(e, DriftDetected)]
         change = detected[0].change if detected else "seen"
         return Recorded(finding_id=finding_id, state=state, change=change)
-
-    async def _rules(self, environment_id: str) -> list[IgnoreRule]:
-        conn = await asyncpg.connect(self.database_url)
-        try:
-            return await rules_of(conn, environment_id)
-        finally:
-            await conn.close()
 
     async def _declared(self, environment_id: str) -> tuple[list[Declared], set[str], set[str]]:
         """The environment's resources to compare, those skipped, and their regions."""
@@ -237,8 +257,13 @@ class Scanner:
         return specs.ServerSpec(**{**fields, "security_group_ids": ids})
 
     async def _observe(self, environment_id: str, regions: set[str]) -> list[Observed]:
+        """What the provider has, in every region resources are declared in (or the
+        environment's, to find what is tagged as ours there); nothing to read when
+        nothing is declared and the environment has no credentials."""
         if not regions:
             environment, _ = await load_state(self.store, ENVIRONMENTS, environment_id)
+            if environment.credentials_sealed is None:
+                return []
             if environment.region:
                 regions = {environment.region}
         observed: list[Observed] = []
@@ -267,7 +292,7 @@ class Scanner:
         for row in rows:
             if row["id"] in seen:
                 continue
-            if row["address"] in skipped:
+            if any(row["address"] == p or row["address"].startswith(p + "/") for p in skipped):
                 if row["state"] in (OPEN, ACKNOWLEDGED):
                     standing[row["id"]] = row["severity"]
                 continue
@@ -282,8 +307,9 @@ class Scanner:
         return resolved, standing
 
     async def _outcome(
-        self, scan_id: str, outcome: ScanCompleted | ScanFailed, context: EventContext
-    ) -> None:
+        self, scan_id: str, outcome: ScanCompleted | ScanFailed | ScanSkipped,
+        context: EventContext,
+    ) -> None:  # fmt: skip
         await change(
             self.store, SCANS, scan_id, lambda st: s.decide_outcome(st, outcome), lambda _: context
         )

@@ -29,10 +29,11 @@ from services.drift.events import (
     ScanCompleted,
     ScanFailed,
     ScanRequested,
+    ScanSkipped,
 )
 from services.drift.findings import ACKNOWLEDGED, IGNORED, OPEN, RESOLVED, Finding
 
-REQUESTED, COMPLETED, FAILED = "running", "completed", "failed"
+REQUESTED, COMPLETED, FAILED, SKIPPED = "running", "completed", "failed", "skipped"
 
 
 class ScanState(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +55,8 @@ def evolve_scan(state: ScanState, event: Event) -> ScanState:
             return msgspec.structs.replace(state, status=COMPLETED)
         case ScanFailed():
             return msgspec.structs.replace(state, status=FAILED)
+        case ScanSkipped():
+            return msgspec.structs.replace(state, status=SKIPPED)
     return state
 
 
@@ -66,7 +69,9 @@ def decide_scan(
     return [] if state.scan_id is not None else [requested]
 
 
-def decide_outcome(state: ScanState, outcome: ScanCompleted | ScanFailed) -> list[Event]:
+def decide_outcome(
+    state: ScanState, outcome: ScanCompleted | ScanFailed | ScanSkipped
+) -> list[Event]:
     return [outcome] if state.status == REQUESTED else []
 
 

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS scans (
     organization_id  text NOT NULL,
     environment_id   text NOT NULL,
     initiated_by     text,
-    status           text NOT NULL,        -- running | completed | failed
+    status           text NOT NULL,        -- running | completed | failed | skipped
     drifts_detected  integer,
     critical         integer,
     new              integer,
@@ -82,3 +82,5 @@ CREATE TABLE IF NOT EXISTS ignore_rules (
     removed_at       timestamptz
 );
 CREATE INDEX IF NOT EXISTS ignore_rules_environment ON ignore_rules (environment_id, created_at, id);
+ALTER TABLE scans ADD COLUMN IF NOT EXISTS services integer;
+ALTER TABLE findings ADD COLUMN IF NOT EXISTS remediation_deployment_id text;

@@ -5,8 +5,11 @@
   scan reopens a finding whose ignore expired.
 - remediate: make the world the desired state again. For an infrastructure
   resource a job re-applies its spec (changed) or makes it again (missing),
-  leaving alone every place an ignore rule names. Something nobody declared
-  (`unexpected`) is never deleted: that is for a person to do.
+  leaving alone every place an ignore rule names; a deployed service is
+  deployed again (a fresh build of the commit that should run, with the
+  variables as they are now: the gateway starts it, the finding records it).
+  Something nobody declared (`unexpected`) is never deleted: that is for a
+  person to do.
 - accept: make what runs the desired state. For an infrastructure resource,
   its spec and tags become what the provider has (a change of the resource,
   applied by a job that then finds nothing to do). What cannot be declared
@@ -42,6 +45,8 @@ from services.drift.findings import ACKNOWLEDGED, CHANGED, IGNORED, MISSING, OPE
 from services.drift.scans import FindingState
 
 INFRASTRUCTURE = frozenset(specs.SPECS)
+# Findings about a deployed service: remediated by deploying it again.
+SERVICES = frozenset({"service", "env", "release_file"})
 
 
 class Decided(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,15 +102,26 @@ def ignore_expired(state: FindingState, now: datetime) -> bool:
 
 
 def decide_remediate(
-    state: FindingState, actor: Principal, resource: r.ResourceState | None
+    state: FindingState,
+    actor: Principal,
+    resource: r.ResourceState | None,
+    *,
+    deployment_id: str | None = None,
 ) -> Decided:
     _found(state, actor)
     _standing(state, "remediate")
     if state.kind not in (MISSING, CHANGED):
         raise Conflict(
-            "DeployForge never deletes what it did not declare: remove it at the provider"
+            "DeployForge never deletes what it did not declare: remove it"
             " yourself, or silence it with an ignore rule"
         )
+    if state.resource_type in SERVICES:
+        if deployment_id is None:
+            raise Conflict("a service is remediated by deploying it again")
+        action = RemediationRequested(
+            by=actor.user_id, action="redeploy", deployment_id=deployment_id
+        )
+        return Decided(finding=[action])
     if state.resource_type not in INFRASTRUCTURE:
         raise Conflict(f"a {state.resource_type} finding cannot be remediated here")
     resource = _resource_of(state, resource)
@@ -132,6 +148,11 @@ def decide_accept(
         raise Conflict(
             "an environment variable that is not applied cannot be accepted: the processes"
             " were started with the old values; remediate (redeploy) to apply it"
+        )
+    if state.resource_type in SERVICES:
+        raise Conflict(
+            "what a deployed service runs cannot be accepted: remediate (deploy it again),"
+            " or ignore it"
         )
     if state.kind == MISSING:
         raise Conflict(

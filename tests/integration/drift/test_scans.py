@@ -141,6 +141,18 @@ async def test_a_provider_that_cannot_be_read_fails_the_scan_and_resolves_nothin
 ) -> None:
     await stack.start("drift", drift_aws_endpoint_url=moto.url)
     env = await environment(stack, credentials=False)
+    # Nothing declared and no credentials: no provider to read (the services still are).
+    nothing = await scan(stack, env)
+    assert (nothing["status"], nothing["resources"], nothing["drifts_detected"]) == (
+        "completed",
+        0,
+        0,
+    )
+    declared = {"environment_id": env, "type": "volume", "specs": {"size": 10}}
+    resp = await stack.client.post(
+        "/v1/infrastructure/resources", json=declared, headers=stack.auth()
+    )
+    assert resp.status == 202, await resp.text()
     failed = await scan(stack, env)
     assert failed["status"] == "failed"
     assert failed["reason"] == (

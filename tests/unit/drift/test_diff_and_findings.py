@@ -70,9 +70,13 @@ def test_severity_comes_from_the_first_matching_rule_and_the_worst_difference_wi
     assert f.severity_of("security_group", f.CHANGED, office) == "medium"
     every_port = [Difference(pointer="/ingress/-", actual={"protocol": "-1", "cidrs": ["::/0"]})]
     assert f.severity_of("security_group", f.CHANGED, every_port) == "critical"
-    assert f.severity_of("release_file", f.CHANGED, []) == "critical"
+    edited = [Difference(pointer="/app.py", expected="sha256:a", actual="sha256:b")]
+    assert f.severity_of("release_file", f.CHANGED, edited) == "critical"
+    added = [Difference(pointer="/cache.db", expected=None, actual="sha256:c")]
+    assert f.severity_of("release_file", f.CHANGED, added) == "medium"
+    assert f.severity_of("service", f.MISSING, []) == "high"
     assert f.severity_of("instance", f.MISSING, []) == "high"
-    assert f.severity_of("release", f.UNEXPECTED, []) == "medium"
+    assert f.severity_of("release_dir", f.UNEXPECTED, []) == "medium"
     tags = [Difference(pointer="/tags/team", expected="a", actual="b")]
     assert f.severity_of("server", f.CHANGED, tags) == "low"
     assert f.severity_of("server", f.CHANGED, [*tags, *opened]) == "medium"  # not a group
