@@ -62,6 +62,9 @@ class Api:
     def post(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
         return self.route("POST", path, **spec)
 
+    def put(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **spec)
+
     def patch(self, path: str, **spec: Any) -> Callable[[Handler], Handler]:
         return self.route("PATCH", path, **spec)
 

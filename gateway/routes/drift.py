@@ -4,7 +4,7 @@ declared infrastructure against what its provider has."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -17,6 +17,7 @@ from gateway.pagination import Page, fetch_page
 from gateway.routes.environments import get_visible_environment
 from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import require_visible
+from libs.errors import NotFound
 from services.deploy.commands import CreateDeployment
 from services.drift import commands as c
 from services.drift.triage import SERVICES
@@ -70,6 +71,8 @@ class Scan(msgspec.Struct, frozen=True, kw_only=True):
     scan_id: str  # the seed's name for `id`
     environment_id: str
     initiated_by: str | None
+    scheduled: bool  # requested by the environment's schedule
+    remediate: bool  # a remediate-mode schedule's: it remediates what it finds
     status: str  # running | completed | failed | skipped (a deployment was running)
     drifts_detected: int | None
     critical: int | None
@@ -98,9 +101,9 @@ class FindingFilters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _SCAN = (
-    "id, environment_id, initiated_by, status, drifts_detected, critical, new, reopened,"
-    " changed, resolved, resources, services, could_not_read, reason, started_at,"
-    " finished_at, organization_id"
+    "id, environment_id, initiated_by, scheduled, remediate, status, drifts_detected,"
+    " critical, new, reopened, changed, resolved, resources, services, could_not_read,"
+    " reason, started_at, finished_at, organization_id"
 )
 _FINDING = (
     "id, environment_id, resource_type, resource_id, address, kind, severity, differences,"
@@ -444,4 +447,81 @@ async def remove_ignore_rule(request: web.Request) -> web.Response:
     require_visible(principal_of(request), row["organization_id"] if row else None, "rule")
     result = await send(request, "drift", "remove_ignore_rule", c.RemoveIgnoreRule(rule_id=rule_id))
     await caught_up(request, result)
+    return web.Response(status=204)
+
+
+# --- the environment's scan schedule ----------------------------------------------------
+
+
+class Schedule(msgspec.Struct, frozen=True, kw_only=True):
+    environment_id: str
+    interval_seconds: int | None
+    cron: str | None  # five fields, UTC
+    mode: str  # detect | remediate (infrastructure, rate-limited; never deletes)
+    set_by: str
+    since: datetime
+    last_due: datetime | None  # when it last fired
+    last_scan_id: str | None
+
+
+class ScheduleBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Either: every N seconds (at least 60), or a cron line of five fields in UTC.
+    interval_seconds: Annotated[int, msgspec.Meta(ge=1, le=31 * 86400)] | None = None
+    cron: Annotated[str, msgspec.Meta(min_length=9, max_length=100, pattern=c.CRON)] | None = None
+    mode: Literal["detect", "remediate"] = "detect"
+
+
+_SCHEDULE = (
+    "SELECT environment_id, interval_seconds, cron, mode, set_by, since, last_due, last_scan_id"
+    " FROM drift.schedules WHERE environment_id = $1 AND removed_at IS NULL"
+)
+
+
+async def _schedule(request: web.Request, environment_id: str) -> Schedule:
+    row = await request.app[keys.POOL].fetchrow(_SCHEDULE, environment_id)
+    if row is None:
+        raise NotFound("the environment has no drift schedule")
+    return Schedule(**dict(row))
+
+
+@api.put(
+    "/v1/environments/{id}/drift-schedule",
+    summary="Scan on a schedule (every N seconds or on a cron line), detecting or remediating",
+    scope="write",
+    body=ScheduleBody,
+    response=Schedule,
+)
+async def set_schedule(request: web.Request) -> web.Response:
+    environment = await get_visible_environment(request, request.match_info["id"])
+    body = await read_json(request, ScheduleBody)
+    command = c.SetSchedule(
+        environment_id=environment.id,
+        interval_seconds=body.interval_seconds,
+        cron=body.cron,
+        mode=body.mode,
+    )
+    await caught_up(request, await send(request, "drift", "set_schedule", command))
+    return json_response(await _schedule(request, environment.id))
+
+
+@api.get(
+    "/v1/environments/{id}/drift-schedule",
+    summary="The environment's scan schedule",
+    response=Schedule,
+)
+async def get_schedule(request: web.Request) -> web.Response:
+    environment = await get_visible_environment(request, request.match_info["id"])
+    return json_response(await _schedule(request, environment.id))
+
+
+@api.delete(
+    "/v1/environments/{id}/drift-schedule",
+    summary="Stop scanning the environment on a schedule",
+    scope="write",
+    status=204,
+)
+async def remove_schedule(request: web.Request) -> web.Response:
+    environment = await get_visible_environment(request, request.match_info["id"])
+    command = c.RemoveSchedule(environment_id=environment.id)
+    await caught_up(request, await send(request, "drift", "remove_schedule", command))
     return web.Response(status=204)

@@ -23,4 +23,6 @@ def endpoints(deps: DriftDeps) -> dict[str, Endpoint[Any]]:
         "act_on_finding": bind(deps, c.FindingCommand, h.act_on_finding),
         "add_ignore_rule": bind(deps, c.AddIgnoreRule, h.add_ignore_rule),
         "remove_ignore_rule": bind(deps, c.RemoveIgnoreRule, h.remove_ignore_rule),
+        "set_schedule": bind(deps, c.SetSchedule, h.set_schedule),
+        "remove_schedule": bind(deps, c.RemoveSchedule, h.remove_schedule),
     }

@@ -83,3 +83,17 @@ class AddIgnoreRule(Command, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class RemoveIgnoreRule(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     rule_id: Id
+
+
+CRON = r"^[0-9*/,\- A-Za-z]+$"  # five fields (schedules.check says which)
+
+
+class SetSchedule(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    environment_id: Id
+    interval_seconds: Annotated[int, Meta(ge=1, le=31 * 86400)] | None = None
+    cron: Annotated[str, Meta(min_length=9, max_length=100, pattern=CRON)] | None = None
+    mode: Literal["detect", "remediate"] = "detect"
+
+
+class RemoveSchedule(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    environment_id: Id

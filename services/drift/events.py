@@ -16,7 +16,9 @@ import msgspec
 from libs.events import Event, EventCodec
 from libs.eventstore import StreamSpec
 
-STREAM = StreamSpec(context="drift", aggregates=("resource", "scan", "finding", "ignore_rule"))
+STREAM = StreamSpec(
+    context="drift", aggregates=("resource", "scan", "finding", "ignore_rule", "schedule")
+)
 
 
 class ResourceRequested(Event, frozen=True, kw_only=True, tag="infrastructure.resource_requested"):
@@ -95,6 +97,9 @@ class ScanRequested(Event, frozen=True, kw_only=True, tag="drift.scan_requested"
     organization_id: str
     environment_id: str
     initiated_by: str | None = None  # the user; None for a schedule
+    scheduled: bool = False
+    # Remediate what it finds (a schedule in remediate mode): infrastructure only.
+    remediate: bool = False
 
 
 class ScanCompleted(Event, frozen=True, kw_only=True, tag="drift.scan_completed"):
@@ -174,6 +179,7 @@ class RemediationRequested(Event, frozen=True, kw_only=True, tag="drift.remediat
     # redeploy (a service: a fresh deployment of what should run)
     action: str
     deployment_id: str | None = None  # the redeployment
+    requested_at: datetime | None = None  # (rate-limits a schedule's remediation)
 
 
 class FindingAccepted(Event, frozen=True, kw_only=True, tag="drift.accepted"):
@@ -212,9 +218,33 @@ class IgnoreRuleRemoved(Event, frozen=True, kw_only=True, tag="drift.ignore_rule
 
 IgnoreRuleEvent = IgnoreRuleAdded | IgnoreRuleRemoved
 
+
+# schedule.<environment_id>: one per environment
+class ScheduleSet(Event, frozen=True, kw_only=True, tag="drift.schedule_set"):
+    organization_id: str
+    environment_id: str
+    interval_seconds: int | None = None
+    cron: str | None = None  # five fields, in UTC
+    mode: str = "detect"  # detect | remediate
+    since: datetime  # when it was set: the first scan is due an interval (or a tick) after
+    by: str
+
+
+class ScheduleRemoved(Event, frozen=True, kw_only=True, tag="drift.schedule_removed"):
+    by: str
+
+
+class ScheduleFired(Event, frozen=True, kw_only=True, tag="drift.schedule_fired"):
+    scan_id: str
+    due: datetime
+
+
+ScheduleEvent = ScheduleSet | ScheduleRemoved | ScheduleFired
+
 CODECS: dict[str, EventCodec[Event]] = {
     "resource": EventCodec(ResourceEvent),
     "scan": EventCodec(ScanEvent),
     "finding": EventCodec(FindingEvent),
     "ignore_rule": EventCodec(IgnoreRuleEvent),
+    "schedule": EventCodec(ScheduleEvent),
 }

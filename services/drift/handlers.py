@@ -4,11 +4,13 @@ a resource belongs to is checked from the deploy context's own events."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import msgspec
 
 from libs.aggregate import AggregateType, change, load_state
 from libs.errors import NotFound, ValidationFailed
+from libs.events import EventContext
 from libs.eventstore import EventStore
 from libs.ids import new_id
 from libs.messaging import CommandContext, Reply
@@ -17,6 +19,7 @@ from services.drift import commands as c
 from services.drift import ignore_rules as ig
 from services.drift import resources as r
 from services.drift import scans as s
+from services.drift import schedules as sc
 from services.drift import specs
 from services.drift import triage as t
 from services.drift.events import (
@@ -25,6 +28,7 @@ from services.drift.events import (
     IgnoreRuleAdded,
     ResourceRequested,
     ScanRequested,
+    ScheduleSet,
 )
 from services.drift.scans import ScanState, decide_scan, evolve_scan
 
@@ -178,33 +182,49 @@ async def act_on_finding(deps: DriftDeps, cmd: c.FindingCommand, ctx: CommandCon
             lambda st: ctx.event_context(st.organization_id),
         )
         return Reply(result=None, position=position(seq))
-    finding, _ = await load_state(deps.store, FINDINGS, cmd.finding_id)
-    resource = None
-    if finding.resource_id and finding.resource_type in t.INFRASTRUCTURE:
-        resource, _ = await load_state(deps.store, RESOURCES, finding.resource_id)
 
     def decide(state: s.FindingState, resource: r.ResourceState | None) -> t.Decided:
         if cmd.action == "remediate":
-            return t.decide_remediate(state, actor, resource, deployment_id=cmd.deployment_id)
+            return t.decide_remediate(
+                state, actor, resource, deployment_id=cmd.deployment_id, now=_now()
+            )
         return t.decide_accept(state, actor, resource)
 
+    seq = await carry_out(deps.store, cmd.finding_id, decide, ctx.event_context)
+    return Reply(result=None, position=position(seq))
+
+
+Decide = Callable[[s.FindingState, r.ResourceState | None], t.Decided]
+
+
+async def carry_out(
+    store: EventStore,
+    finding_id: str,
+    decide: Decide,
+    context: Callable[[str | None], EventContext],
+) -> int | None:
+    """A remediation or acceptance: the finding's resource changed first (the effect: a
+    job), then the finding records who asked. Also a schedule's remediation."""
+    finding, _ = await load_state(store, FINDINGS, finding_id)
+    resource = None
+    if finding.resource_id and finding.resource_type in t.INFRASTRUCTURE:
+        resource, _ = await load_state(store, RESOURCES, finding.resource_id)
     decided = decide(finding, resource)
     if decided.resource and finding.resource_id:
         await change(
-            deps.store,
+            store,
             RESOURCES,
             finding.resource_id,
             lambda st: decide(finding, st).resource,
-            lambda st: ctx.event_context(st.organization_id),
+            lambda st: context(st.organization_id),
         )
-    seq = await change(
-        deps.store,
+    return await change(
+        store,
         FINDINGS,
-        cmd.finding_id,
+        finding_id,
         lambda _: decided.finding,
-        lambda st: ctx.event_context(st.organization_id),
+        lambda st: context(st.organization_id),
     )
-    return Reply(result=None, position=position(seq))
 
 
 # --- ignore rules ------------------------------------------------------------------------
@@ -248,6 +268,48 @@ async def remove_ignore_rule(
         RULES,
         cmd.rule_id,
         lambda st: ig.decide_remove(st, actor),
+        lambda st: ctx.event_context(st.organization_id),
+    )
+    return Reply(result=None, position=position(seq))
+
+
+# --- schedules ---------------------------------------------------------------------------
+
+SCHEDULES = AggregateType("schedule", CODECS["schedule"], sc.ScheduleState(), sc.evolve_schedule)
+
+
+async def set_schedule(deps: DriftDeps, cmd: c.SetSchedule, ctx: CommandContext) -> Reply:
+    actor = ctx.caller()
+    environment, _ = await load_state(deps.store, ENVIRONMENTS, cmd.environment_id)
+    if not environment.exists:
+        raise NotFound("environment not found")
+    org = environment.organization_id or ""
+    wanted = ScheduleSet(
+        organization_id=org,
+        environment_id=cmd.environment_id,
+        interval_seconds=cmd.interval_seconds,
+        cron=cmd.cron,
+        mode=cmd.mode,
+        since=_now(),
+        by=actor.user_id,
+    )
+    seq = await change(
+        deps.store,
+        SCHEDULES,
+        cmd.environment_id,
+        lambda st: sc.decide_set(st, actor, wanted, environment_org=org),
+        lambda _: ctx.event_context(org),
+    )
+    return Reply(result=None, position=position(seq))
+
+
+async def remove_schedule(deps: DriftDeps, cmd: c.RemoveSchedule, ctx: CommandContext) -> Reply:
+    actor = ctx.caller()
+    seq = await change(
+        deps.store,
+        SCHEDULES,
+        cmd.environment_id,
+        lambda st: sc.decide_remove(st, actor),
         lambda st: ctx.event_context(st.organization_id),
     )
     return Reply(result=None, position=position(seq))

@@ -13,6 +13,7 @@ from services.drift.handlers import DriftDeps
 from services.drift.jobs import Jobs
 from services.drift.projection import DriftProjection
 from services.drift.scanner import Scanner
+from services.drift.scheduler import Scheduler
 
 
 class DriftSettings(CoreSettings, frozen=True, kw_only=True):
@@ -29,7 +30,10 @@ async def wire(r: Resources[DriftSettings]) -> Wiring:
     jobs = Jobs(r.store, box, settings.database_url, endpoint_url=endpoint)
     apps = AppObserver(r.store, r.nc, box)
     scanner = Scanner(r.store, settings.database_url, box, apps=apps, endpoint_url=endpoint)
-    return Wiring(endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run, scanner.run))
+    scheduler = Scheduler(r.store, settings.database_url)
+    return Wiring(
+        endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run, scanner.run, scheduler.run)
+    )
 
 
 CONTEXT = Context(

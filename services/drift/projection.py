@@ -35,6 +35,9 @@ from services.drift.events import (
     ScanFailed,
     ScanRequested,
     ScanSkipped,
+    ScheduleFired,
+    ScheduleRemoved,
+    ScheduleSet,
 )
 
 
@@ -43,7 +46,7 @@ class DriftProjection(Projection):
     schema = "drift"
     spec = STREAM
     ddl = (Path(__file__).parent / "schema.sql").read_text()
-    codecs = {k: CODECS[k] for k in ("resource", "scan", "finding", "ignore_rule")}
+    codecs = {k: CODECS[k] for k in STREAM.aggregates}
 
     async def apply(self, conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
         if recorded.meta.aggregate == "scan":
@@ -54,6 +57,9 @@ class DriftProjection(Projection):
             return
         if recorded.meta.aggregate == "ignore_rule":
             await _apply_rule(conn, recorded)
+            return
+        if recorded.meta.aggregate == "schedule":
+            await _apply_schedule(conn, recorded)
             return
         event, at, resource_id = (
             recorded.event,
@@ -141,12 +147,15 @@ async def _apply_scan(conn: asyncpg.Connection, recorded: Recorded[Event]) -> No
         case ScanRequested():
             await conn.execute(
                 "INSERT INTO scans (id, organization_id, environment_id, initiated_by, status,"
-                " started_at) VALUES ($1,$2,$3,$4,'running',$5) ON CONFLICT DO NOTHING",
+                " started_at, scheduled, remediate) VALUES ($1,$2,$3,$4,'running',$5,$6,$7)"
+                " ON CONFLICT DO NOTHING",
                 scan_id,
                 event.organization_id,
                 event.environment_id,
                 event.initiated_by,
                 at,
+                event.scheduled,
+                event.remediate,
             )
         case ScanCompleted():
             await conn.execute(
@@ -275,3 +284,40 @@ async def _apply_rule(conn: asyncpg.Connection, recorded: Recorded[Event]) -> No
             )
         case IgnoreRuleRemoved():
             await conn.execute("UPDATE ignore_rules SET removed_at = $2 WHERE id = $1", rule_id, at)
+
+
+async def _apply_schedule(conn: asyncpg.Connection, recorded: Recorded[Event]) -> None:
+    event, at, environment_id = (
+        recorded.event,
+        recorded.meta.occurred_at,
+        recorded.meta.aggregate_id,
+    )
+    match event:
+        case ScheduleSet():
+            await conn.execute(
+                "INSERT INTO schedules (environment_id, organization_id, interval_seconds, cron,"
+                " mode, set_by, since, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
+                " ON CONFLICT (environment_id) DO UPDATE SET interval_seconds = $3, cron = $4,"
+                " mode = $5, set_by = $6, since = $7, updated_at = $8, removed_at = NULL",
+                environment_id,
+                event.organization_id,
+                event.interval_seconds,
+                event.cron,
+                event.mode,
+                event.by,
+                event.since,
+                at,
+            )
+        case ScheduleRemoved():
+            await conn.execute(
+                "UPDATE schedules SET removed_at = $2, updated_at = $2 WHERE environment_id = $1",
+                environment_id,
+                at,
+            )
+        case ScheduleFired():
+            await conn.execute(
+                "UPDATE schedules SET last_due = $2, last_scan_id = $3 WHERE environment_id = $1",
+                environment_id,
+                event.due,
+                event.scan_id,
+            )

@@ -21,7 +21,9 @@ A durable consumer of the drift stream (`drift_scans`) takes each
    is the same drift seen again;
 4. the environment's open findings not found again are resolved
    (`drift.resolved`), except those of resources and services unread;
-5. `drift.scan_completed` with the counts and the findings seen.
+5. `drift.scan_completed` with the counts and the findings seen;
+6. for a remediate-mode schedule's scan, the open infrastructure findings
+   remediated (rate-limited; services/drift/schedules.py).
 
 The message is acknowledged only then; a scan delivered again after a crash
 records nothing twice (each step is decided against its aggregate's state).
@@ -43,12 +45,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from libs.aggregate import change, change_state, load_state
 from libs.consumers import DurableConsumer, in_progress
 from libs.crypto import SecretBox
+from libs.errors import Conflict
 from libs.events import Event, EventContext, meta_from_headers
 from libs.eventstore import EventStore
+from libs.principal import SYSTEM
 from services.deploy.handlers.aggregates import ENVIRONMENTS
 from services.drift import resources as r
 from services.drift import scans as s
+from services.drift import schedules as sc
 from services.drift import specs
+from services.drift import triage as t
 from services.drift.app_observer import AppObserver, AppReading, deploying
 from services.drift.apps import compare_apps
 from services.drift.aws import Observed
@@ -56,9 +62,10 @@ from services.drift.aws_provision import desired_attributes
 from services.drift.compare import Declared, compare
 from services.drift.events import STREAM, DriftDetected, ScanCompleted, ScanFailed, ScanSkipped
 from services.drift.findings import ACKNOWLEDGED, OPEN, Finding
-from services.drift.handlers import FINDINGS, RESOURCES, SCANS
+from services.drift.handlers import FINDINGS, RESOURCES, SCANS, carry_out
 from services.drift.jobs import ProviderUnavailable, open_provider
 from services.drift.rule_store import rules_of
+from services.drift.triage import INFRASTRUCTURE
 
 log = structlog.get_logger("drift.scans")
 
@@ -180,6 +187,31 @@ class Scanner:
         )
         await self._outcome(scan_id, completed, context)
         log.info("drift_scan_completed", scan_id=scan_id, open=len(open_now), critical=critical)
+        if scan.remediate:
+            await self._remediate(list(open_now), now)
+
+    async def _remediate(self, finding_ids: list[str], now: dt.datetime) -> None:
+        """A remediate-mode schedule's scan: the open findings of infrastructure remediated,
+        each at most once an hour, at most ten a scan (services/drift/schedules.py)."""
+        done = 0
+        for finding_id in sorted(finding_ids):
+            if done >= sc.REMEDIATE_AT_MOST:
+                break
+            finding, _ = await load_state(self.store, FINDINGS, finding_id)
+            recent = finding.remediated_at and now - finding.remediated_at < sc.REMEDIATE_EVERY
+            if finding.state != OPEN or finding.resource_type not in INFRASTRUCTURE or recent:
+                continue
+
+            def decide(state: s.FindingState, resource: r.ResourceState | None) -> t.Decided:
+                return t.decide_remediate(state, SYSTEM, resource, now=now)
+
+            try:
+                await carry_out(self.store, finding_id, decide, _system_context)
+            except Conflict as exc:  # unexpected, or its resource busy: left for a person
+                log.info("drift_remediation_skipped", finding_id=finding_id, reason=exc.message)
+                continue
+            done += 1
+            log.info("drift_remediation_requested", finding_id=finding_id)
 
     async def _record(
         self, scan: s.ScanState, finding: Finding, resource_id: str | None,
@@ -313,6 +345,10 @@ class Scanner:
         await change(
             self.store, SCANS, scan_id, lambda st: s.decide_outcome(st, outcome), lambda _: context
         )
+
+
+def _system_context(organization_id: str | None) -> EventContext:
+    return EventContext(actor="system:drift", organization_id=organization_id)
 
 
 def _reason(exc: Exception) -> str:

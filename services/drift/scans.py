@@ -26,6 +26,7 @@ from services.drift.events import (
     FindingAcknowledged,
     FindingIgnored,
     FindingReopened,
+    RemediationRequested,
     ScanCompleted,
     ScanFailed,
     ScanRequested,
@@ -41,6 +42,7 @@ class ScanState(msgspec.Struct, frozen=True, kw_only=True):
     organization_id: str | None = None
     environment_id: str | None = None
     status: str = REQUESTED
+    remediate: bool = False
 
 
 def evolve_scan(state: ScanState, event: Event) -> ScanState:
@@ -50,6 +52,7 @@ def evolve_scan(state: ScanState, event: Event) -> ScanState:
                 scan_id=event.scan_id,
                 organization_id=event.organization_id,
                 environment_id=event.environment_id,
+                remediate=event.remediate,
             )
         case ScanCompleted():
             return msgspec.structs.replace(state, status=COMPLETED)
@@ -87,6 +90,7 @@ class FindingState(msgspec.Struct, frozen=True, kw_only=True):
     kind: str = ""
     differences: list[dict[str, Any]] = []
     until: datetime | None = None  # an ignore's end
+    remediated_at: datetime | None = None  # the last remediation asked for
 
 
 def evolve_finding(state: FindingState, event: Event) -> FindingState:
@@ -107,6 +111,7 @@ def evolve_finding(state: FindingState, event: Event) -> FindingState:
                 kind=event.kind,
                 differences=msgspec.to_builtins(event.differences),
                 until=state.until if kept == IGNORED else None,
+                remediated_at=state.remediated_at,
             )
         case DriftResolved():
             return replace(state, state=RESOLVED, until=None)
@@ -116,6 +121,8 @@ def evolve_finding(state: FindingState, event: Event) -> FindingState:
             return replace(state, state=IGNORED, until=event.until)
         case FindingReopened():
             return replace(state, state=OPEN, until=None)
+        case RemediationRequested():
+            return replace(state, remediated_at=event.requested_at)
     return state
 
 

@@ -84,3 +84,19 @@ CREATE TABLE IF NOT EXISTS ignore_rules (
 CREATE INDEX IF NOT EXISTS ignore_rules_environment ON ignore_rules (environment_id, created_at, id);
 ALTER TABLE scans ADD COLUMN IF NOT EXISTS services integer;
 ALTER TABLE findings ADD COLUMN IF NOT EXISTS remediation_deployment_id text;
+ALTER TABLE scans ADD COLUMN IF NOT EXISTS scheduled boolean NOT NULL DEFAULT false;
+ALTER TABLE scans ADD COLUMN IF NOT EXISTS remediate boolean NOT NULL DEFAULT false;
+
+CREATE TABLE IF NOT EXISTS schedules (
+    environment_id   text PRIMARY KEY,
+    organization_id  text NOT NULL,
+    interval_seconds integer,
+    cron             text,
+    mode             text NOT NULL,        -- detect | remediate
+    set_by           text NOT NULL,
+    since            timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL,
+    last_due         timestamptz,
+    last_scan_id     text,
+    removed_at       timestamptz
+);

@@ -107,6 +107,7 @@ def decide_remediate(
     resource: r.ResourceState | None,
     *,
     deployment_id: str | None = None,
+    now: datetime | None = None,
 ) -> Decided:
     _found(state, actor)
     _standing(state, "remediate")
@@ -130,11 +131,11 @@ def decide_remediate(
     by = actor.user_id
     if state.kind == MISSING:
         return Decided(
-            finding=[RemediationRequested(by=by, action="reprovision")],
+            finding=[RemediationRequested(by=by, action="reprovision", requested_at=now)],
             resource=[ResourceReprovisionRequested(finding_id=state.finding_id)],
         )
     return Decided(
-        finding=[RemediationRequested(by=by, action="reapply")],
+        finding=[RemediationRequested(by=by, action="reapply", requested_at=now)],
         resource=[ResourceChangeRequested(finding_id=state.finding_id, reason="remediate")],
     )
 

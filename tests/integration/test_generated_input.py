@@ -95,6 +95,15 @@ BASES: dict[str, dict[str, Any]] = {
         "environment_id": "{environment_id}",
         "port": 3000,
     },
+    "AcknowledgeBody": {"reason": "seen"},
+    "IgnoreBody": {"reason": "known", "until": "2099-01-01T00:00:00Z"},
+    "IgnoreRuleBody": {
+        "resource_type": "security_group",
+        "resource": "web-*",
+        "pointer": "/tags/*",
+        "reason": "tags are set by the cost tool",
+    },
+    "ScheduleBody": {"cron": "0 3 * * *", "mode": "detect"},
 }
 # Routes that store nothing a client writes (and would end the session under test).
 NOT_STORED = {("POST", "/v1/auth/logout")}
@@ -111,6 +120,7 @@ PATH_IDS = {
     "instances": "instance_id",
     "domains": "domain_id",
     "resources": "resource_id",
+    "drift-findings": "finding_id",
 }
 
 SPECIAL = st.sampled_from(
@@ -314,6 +324,8 @@ async def _world(stack: Stack) -> dict[str, str]:
         "instance_id": "ins_none",
         "domain_id": domain["id"],
         "resource_id": resource["id"],
+        # No scan has found anything in this world: the finding routes answer 404.
+        "finding_id": "fnd_none",
     }
 
 
