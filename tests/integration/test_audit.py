@@ -311,6 +311,17 @@ async def test_each_change_leaves_one_entry_and_no_secret(audited: Stack) -> Non
         lambda _: ids["ign"],
     )  # fmt: skip
     await step(
+        "PUT",
+        "/v1/environments/{env}/drift-schedule",
+        {"cron": "0 3 * * *", "mode": "detect"},
+        "drift.schedule_set",
+        lambda _: ids["env"],
+    )
+    await step(
+        "DELETE", "/v1/environments/{env}/drift-schedule", None, "drift.schedule_removed",
+        lambda _: ids["env"],
+    )  # fmt: skip
+    await step(
         "DELETE",
         "/v1/services/{scoped_services}",
         None,
