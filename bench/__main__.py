@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, deploys, door, edge, gateway, issuance, lag, webhooks
+from bench import appends, deploys, door, drift, edge, gateway, issuance, lag, webhooks
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
@@ -76,6 +76,15 @@ async def _issuance(servers: BenchServers, work_dir: Path, quick: bool) -> Table
     return await issuance.run(servers.servers, work_dir, settings)
 
 
+async def _drift(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
+    settings = (
+        drift.Settings(services=5, security_groups=8, volumes=6, buckets=4, servers=2, scans=3)
+        if quick
+        else drift.Settings()
+    )
+    return await drift.run(servers.servers, work_dir, settings)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "appends": _appends,
     "door": _door,
@@ -85,6 +94,7 @@ BENCHMARKS: dict[str, Runner] = {
     "webhooks": _webhooks,
     "edge": _edge,
     "issuance": _issuance,
+    "drift": _drift,
 }
 
 

@@ -203,7 +203,7 @@ class Api:
         return str(body["id"]), sent, time.time()
 
 
-async def _service(api: Api, org: str, project: str, name: str, repo: Path) -> str:
+async def create_service(api: Api, org: str, project: str, name: str, repo: Path) -> str:
     return await api.create(
         f"/v1/organizations/{org}/services",
         {
@@ -328,10 +328,16 @@ async def by_hand(repo: Path, dest: Path) -> ByHand:
 
 
 @contextlib.asynccontextmanager
-async def _processes(
-    suite: Suite, log_dir: Path, agent_dir: Path, settings: Settings
+async def processes(
+    suite: Suite,
+    log_dir: Path,
+    agent_dir: Path,
+    settings: Settings,
+    *,
+    drift_env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[str, str]]:
-    """Auth, deploy, gateway and agent, ready; the gateway's URL and the admin's org."""
+    """Auth, deploy, gateway and agent (and drift, given its environment), ready; the
+    gateway's URL and the admin's org."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     deploy_env = {
@@ -348,14 +354,26 @@ async def _processes(
         "DEPLOYFORGE_DETACH_ON_STOP": "false",
         "DEPLOYFORGE_CONCURRENCY": str(settings.agent_concurrency),
     }
-    async with (
-        auth_service(suite, log_dir) as auth,
-        running("deploy", "services.deploy.main", deploy_env, log_dir) as deploy,
-    ):
+    async with contextlib.AsyncExitStack() as services:
+        auth = await services.enter_async_context(auth_service(suite, log_dir))
+        deploy = await services.enter_async_context(
+            running("deploy", "services.deploy.main", deploy_env, log_dir)
+        )
+        children = [auth, deploy]
+        names = ["deploy"]
+        if drift_env is not None:
+            drift = await services.enter_async_context(
+                running("drift", "services.drift.main", drift_env, log_dir)
+            )
+            children.append(drift)
+            names.append("drift")
         nc = await nats.connect(suite.nats_url)
         try:
             bus = CommandBus(nc, namespace=suite.namespace)
-            await wait_until(lambda: bus.ping("deploy"), "the deploy service", children=[deploy])
+            for name in names:
+                await wait_until(
+                    functools.partial(bus.ping, name), f"the {name} service", children=children
+                )
             admin = await bootstrap_admin(nc, suite)
         finally:
             await nc.close()
@@ -363,7 +381,7 @@ async def _processes(
             running("gateway", "gateway.main", gateway_env(suite, port), log_dir) as gateway,
             running("agent", "services.deploy.agent", agent_env, log_dir) as agent,
         ):
-            children = [auth, deploy, gateway, agent]
+            children += [gateway, agent]
 
             async def gateway_ready() -> bool:
                 # The services this bench runs: /readyz also asks for the webhooks service.
@@ -546,7 +564,7 @@ async def _organization(api: Api, n: int, repo: Path, services: int) -> tuple[st
     org = await api.create("/v1/organizations", {"name": f"Bench org {n}"})
     env = await api.create(f"/v1/organizations/{org}/environments", {"name": "prod"})
     project = await api.create(f"/v1/organizations/{org}/projects", {"name": f"Shop {n}"})
-    ids = [await _service(api, org, project, f"web-{k}", repo) for k in range(services)]
+    ids = [await create_service(api, org, project, f"web-{k}", repo) for k in range(services)]
     return org, env, ids
 
 
@@ -649,7 +667,7 @@ async def measure(suite: Suite, work_dir: Path, settings: Settings) -> Outcome:
     scratch.mkdir(parents=True)
     repo = make_repo(root / "repo")
     try:
-        async with _processes(suite, work_dir, agent_dir, settings) as (base, admin_org):
+        async with processes(suite, work_dir, agent_dir, settings) as (base, admin_org):
             nc = await nats.connect(suite.nats_url)
             try:
                 timeline = Timeline()
@@ -673,7 +691,7 @@ async def measure(suite: Suite, work_dir: Path, settings: Settings) -> Outcome:
                     project = await api.create(
                         f"/v1/organizations/{admin_org}/projects", {"name": "Sequential"}
                     )
-                    service = await _service(api, admin_org, project, "noop", repo)
+                    service = await create_service(api, admin_org, project, "noop", repo)
                     seq = await sequential(api, timeline, service, env, repo, scratch, settings)
                     conc = await concurrent(api, timeline, repo, settings)
                 events, load = await _dispatch_load(nc, suite.namespace, admin_org)

@@ -43,7 +43,8 @@ def compare(
 ) -> list[Found]:
     """The findings, less what the ignore rules in force at `now` silence."""
     mine = [o for o in observed if o.environment_id == environment_id]
-    by_id = {o.deployforge_id: o for o in mine}
+    # By type too: a server's root volume carries the server's DeployForge id.
+    by_id = {(o.resource_type, o.deployforge_id): o for o in mine}
     wanted = {d.resource_id: d for d in declared}
     out: list[Found] = []
     rule_list, at = list(rules), now or datetime.now(UTC)
@@ -56,7 +57,7 @@ def compare(
         rule = quiet(resource.resource_type, resource.resource_id, address)
         if rule.whole:
             continue
-        actual = by_id.get(resource.resource_id)
+        actual = by_id.get((resource.resource_type, resource.resource_id))
         if actual is None:
             out.append(Found(finding=f.finding(resource.resource_type, address, f.MISSING),
                              resource_id=resource.resource_id))  # fmt: skip
