@@ -15,6 +15,7 @@ from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
 from gateway.routing import Api, json_response, read_json
 from libs.errors import NotFound
+from libs.messaging import CommandResult
 from libs.principal import Principal
 from services.auth.commands import (
     AddMember,
@@ -172,6 +173,7 @@ async def add_member(request: web.Request) -> web.Response:
     body = await read_json(request, NewMember)
     command = AddMember(organization_id=org_id, user_id=body.user_id, role=body.role)
     result = await send(request, "auth", "add_member", command)
+    _changed(request, body.user_id, result)
     await caught_up(request, result)
     member = await fetch_member(request.app[keys.POOL], org_id, body.user_id)
     return json_response(member or {"user_id": body.user_id, "role": body.role}, status=201)
@@ -189,6 +191,7 @@ async def change_role(request: web.Request) -> web.Response:
     body = await read_json(request, RoleChange)
     command = ChangeMemberRole(organization_id=org_id, user_id=user_id, role=body.role)
     result = await send(request, "auth", "change_member_role", command)
+    _changed(request, user_id, result)
     await caught_up(request, result)
     member = await fetch_member(request.app[keys.POOL], org_id, user_id)
     return json_response(member or {"user_id": user_id, "role": body.role})
@@ -198,8 +201,18 @@ async def change_role(request: web.Request) -> web.Response:
     "/v1/organizations/{id}/members/{user_id}", summary="Remove a member", scope="admin", status=204
 )
 async def remove_member(request: web.Request) -> web.Response:
-    command = RemoveMember(
-        organization_id=request.match_info["id"], user_id=request.match_info["user_id"]
-    )
-    await send(request, "auth", "remove_member", command)
+    user_id = request.match_info["user_id"]
+    command = RemoveMember(organization_id=request.match_info["id"], user_id=user_id)
+    result = await send(request, "auth", "remove_member", command)
+    _changed(request, user_id, result)
+    await caught_up(request, result)
     return web.Response(status=204)
+
+
+def _changed(request: web.Request, user_id: str, result: CommandResult) -> None:
+    """A member's access changed: this gateway forgets what it cached of them at once
+    (the others when the event reaches them, in milliseconds), so that a member removed
+    reaches nothing of the organization from the moment the answer is sent."""
+    context, _, seq = (result.position or "").partition(":")
+    if context == "auth" and seq.isdigit():
+        request.app[keys.USERS].changed(user_id, int(seq))

@@ -48,6 +48,9 @@ class Scheduler:
         while not stop.is_set():
             try:
                 await self.fire_due()
+            except asyncpg.UndefinedTableError:
+                # At first start, until the drift projection has made its tables.
+                log.debug("drift_schedules_not_projected_yet")
             except (OSError, asyncpg.PostgresError, nats.errors.Error) as exc:
                 log.warning("drift_schedules_unavailable", error=str(exc))
             with contextlib.suppress(TimeoutError):

@@ -55,6 +55,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "drift.scan_requested",
         "drift.scan_completed",
         "drift.scan_failed",
+        "drift.scan_skipped",
         "drift.detected",
         "drift.resolved",
         "webhook.delivery_exhausted",

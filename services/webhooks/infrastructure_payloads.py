@@ -49,6 +49,8 @@ def drift_payload(recorded: Recorded[Event]) -> tuple[str, dict[str, Any]] | Non
                 "scan_id": aggregate_id,
                 "environment_id": event.environment_id,
                 "initiated_by": event.initiated_by,
+                "scheduled": event.scheduled,
+                "remediate": event.remediate,
             }
         case drift.ScanCompleted():
             return "drift.scan_completed", {
@@ -60,9 +62,13 @@ def drift_payload(recorded: Recorded[Event]) -> tuple[str, dict[str, Any]] | Non
                 "changed": event.changed,
                 "resolved": event.resolved,
                 "could_not_read": event.could_not_read,
+                "resources": event.resources,
+                "services": event.services,
             }
         case drift.ScanFailed():
             return "drift.scan_failed", {"scan_id": aggregate_id, "reason": event.reason}
+        case drift.ScanSkipped():
+            return "drift.scan_skipped", {"scan_id": aggregate_id, "reason": event.reason}
         case drift.DriftDetected():
             return "drift.detected", {
                 "finding_id": aggregate_id,

@@ -144,6 +144,28 @@ async def test_members_are_listed_and_roles_changed(stack: Stack) -> None:
     await _json(removed, 204)
 
 
+async def test_a_member_removed_reaches_nothing_from_the_answer_on(stack: Stack) -> None:
+    # The gateway caches who belongs where: removing a member must not leave a window
+    # in which their cached membership still opens the organization.
+    user = await _create_user(stack, "leaver@example.com", role="deployer")
+    token = (await stack.login("leaver@example.com", "s3cret-pass"))["access_token"]
+    projects = f"/v1/organizations/{stack.org_id}/projects"
+    member = f"/v1/organizations/{stack.org_id}/members"
+    for _ in range(5):
+        # given a member whose access was just used (and so cached)
+        assert (await stack.client.get(projects, headers=stack.auth(token))).status == 200
+        # when they are removed
+        removed = await stack.client.delete(f"{member}/{user['id']}", headers=stack.auth())
+        await _json(removed, 204)
+        # then their very next request reaches nothing
+        resp = await stack.client.get(projects, headers=stack.auth(token))
+        assert resp.status in (403, 404), await resp.text()
+        added = await stack.client.post(
+            member, json={"user_id": user["id"], "role": "deployer"}, headers=stack.auth()
+        )
+        await _json(added, 201)
+
+
 async def test_another_organizations_ids_answer_404(stack: Stack) -> None:
     outsider = await _create_user(stack, "outsider@example.com", role="owner")
     outsider_tokens = await stack.login("outsider@example.com", "s3cret-pass")

@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import Stack
 from tests.integration.deploy.test_agent_deploys import _git, commit_version, make_service
 from tests.integration.drift.helpers import scan
+from tests.receivers import Receivers
 
 CANARY = "canary-greeting-never-shown"
 # The test app, plus a way to keep an instance down: it exits at once while DOWN_FILE exists.
@@ -157,9 +158,13 @@ async def test_what_runs_against_what_was_deployed(stack: Stack, workspace: Path
 
     # The agent goes away (its instances stay): the scan says what it could not read,
     # and resolves nothing.
+    # (Stopping takes the agent a moment: until it has, it still answers.)
     agent.set()
-    await asyncio.sleep(0.5)
-    blind = await scan(stack, env)
+    for _ in range(40):
+        blind = await scan(stack, env)
+        if blind["could_not_read"]:
+            break
+        await asyncio.sleep(0.25)
     assert blind["status"] == "completed"
     assert blind["could_not_read"] == [address]
     assert (blind["resolved"], blind["drifts_detected"]) == (0, 1)
@@ -174,8 +179,16 @@ async def test_what_runs_against_what_was_deployed(stack: Stack, workspace: Path
     assert (quiet["drifts_detected"], quiet["could_not_read"]) == (0, []), quiet
 
 
-async def test_a_scan_while_a_deployment_runs_is_skipped(stack: Stack, workspace: Path) -> None:
+async def test_a_scan_while_a_deployment_runs_is_skipped(
+    stack: Stack, workspace: Path, receivers: Receivers
+) -> None:
     await stack.start("drift")
+    await stack.start_webhooks()
+    receiver = await receivers()
+    hook = await stack.client.post(
+        "/v1/webhooks", json={"url": receiver.url, "events": ["drift.*"]}, headers=stack.auth()
+    )
+    assert hook.status == 201, await hook.text()
     repo = _repo(workspace)
     deployer = await make_service(
         stack, repo, build_command="python -c 'import time; time.sleep(30)'"
@@ -186,5 +199,11 @@ async def test_a_scan_while_a_deployment_runs_is_skipped(stack: Stack, workspace
     skipped = await scan(stack, deployer.env)
     assert skipped["status"] == "skipped"
     assert started["id"] in skipped["reason"]
+    # A receiver learns how the scan it was told of ended.
+    delivered = await receiver.wait_for(
+        lambda rs: any(r.payload.get("type") == "drift.scan_skipped" for r in rs)
+    )
+    [told] = [r for r in delivered if r.payload["type"] == "drift.scan_skipped"]
+    assert told.payload["data"] == {"scan_id": skipped["id"], "reason": skipped["reason"]}
     resp = await stack.client.post(f"/v1/deployments/{started['id']}/cancel", headers=stack.auth())
     assert resp.status in (200, 202), await resp.text()
