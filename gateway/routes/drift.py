@@ -17,8 +17,9 @@ from gateway.pagination import Page, fetch_page
 from gateway.routes.environments import get_visible_environment
 from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import require_visible
-from libs.errors import NotFound
+from libs.errors import Conflict, NotFound
 from services.deploy.commands import CreateDeployment
+from services.deploy.status import TERMINAL as DEPLOYMENT_ENDED
 from services.drift import commands as c
 from services.drift.triage import SERVICES
 
@@ -314,7 +315,11 @@ async def reopen_finding(request: web.Request) -> web.Response:
 async def remediate_finding(request: web.Request) -> web.Response:
     finding = await _visible_finding(request, request.match_info["id"])
     deployment_id = None
-    if finding.resource_type in SERVICES and finding.state != "resolved":
+    if (
+        finding.resource_type in SERVICES
+        and finding.kind != "unexpected"
+        and finding.state != "resolved"
+    ):
         deployment_id = await _redeploy(request, finding)
     command = c.FindingCommand(
         finding_id=finding.id, action="remediate", deployment_id=deployment_id
@@ -326,7 +331,18 @@ async def _redeploy(request: web.Request, finding: Finding) -> str:
     """A fresh deployment of the commit that should run, with the variables of now."""
     parts = finding.address.split("/")  # service/<svc>/env/<env>[/...]
     service_id, environment_id = parts[1], parts[3]
-    commit = await request.app[keys.POOL].fetchval(
+    pool = request.app[keys.POOL]
+    if finding.remediation_deployment_id is not None:
+        status = await pool.fetchval(
+            "SELECT status FROM deploy.deployments WHERE id = $1",
+            finding.remediation_deployment_id,
+        )
+        if status is not None and status not in DEPLOYMENT_ENDED:
+            raise Conflict(
+                f"deployment {finding.remediation_deployment_id} is remediating this"
+                " already: wait for it to end"
+            )
+    commit = await pool.fetchval(
         "SELECT commit_hash FROM deploy.deployments WHERE service_id = $1"
         " AND environment_id = $2 AND status = 'succeeded' ORDER BY finished_at DESC, id DESC"
         " LIMIT 1",
@@ -430,6 +446,19 @@ _RULES = (
 async def list_ignore_rules(request: web.Request) -> web.Response:
     environment = await get_visible_environment(request, request.match_info["id"])
     return json_response(await fetch_page(request, _RULES, environment.id, build=_rule))
+
+
+@api.get("/v1/drift-ignore-rules/{id}", summary="One ignore rule", response=IgnoreRule)
+async def get_ignore_rule(request: web.Request) -> web.Response:
+    row = await request.app[keys.POOL].fetchrow(
+        f"SELECT {_RULE}, organization_id FROM drift.ignore_rules"  # noqa: S608
+        " WHERE id = $1 AND removed_at IS NULL",
+        request.match_info["id"],
+    )
+    require_visible(principal_of(request), row["organization_id"] if row else None, "rule")
+    assert row is not None
+    fields = {k: v for k, v in row.items() if k != "organization_id"}
+    return json_response(IgnoreRule(**fields))
 
 
 @api.delete(

@@ -46,7 +46,9 @@ from services.drift.scans import FindingState
 
 INFRASTRUCTURE = frozenset(specs.SPECS)
 # Findings about a deployed service: remediated by deploying it again.
-SERVICES = frozenset({"service", "env", "release_file"})
+# What a deployment puts right (a missing instance included; an instance nobody
+# deployed is never touched).
+SERVICES = frozenset({"service", "env", "release_file", "instance"})
 
 
 class Decided(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,7 +126,7 @@ def decide_remediate(
         )
         return Decided(finding=[action])
     if state.resource_type not in INFRASTRUCTURE:
-        raise Conflict(f"a {state.resource_type} finding cannot be remediated here")
+        raise Conflict(f"{_a(state.resource_type)} finding cannot be remediated here")
     resource = _resource_of(state, resource)
     if resource.status in r.BUSY:
         raise Conflict(f"the resource is {resource.status}: wait for that job to end")
@@ -161,7 +163,7 @@ def decide_accept(
             " (DELETE /v1/infrastructure/resources/{id})"
         )
     if state.kind != CHANGED or state.resource_type not in INFRASTRUCTURE:
-        raise Conflict(f"a {state.kind} {state.resource_type} cannot be accepted")
+        raise Conflict(f"{_a(state.kind)} {state.resource_type} cannot be accepted")
     resource = _resource_of(state, resource)
     if resource.status in r.BUSY:
         raise Conflict(f"the resource is {resource.status}: wait for that job to end")
@@ -177,6 +179,10 @@ def decide_accept(
             )
         ],
     )
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _resource_of(state: FindingState, resource: r.ResourceState | None) -> r.ResourceState:

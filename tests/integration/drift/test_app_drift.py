@@ -147,6 +147,9 @@ async def test_what_runs_against_what_was_deployed(stack: Stack, workspace: Path
     remediating = await _json(resp, 202)
     redeployment = remediating["remediation_deployment_id"]
     assert redeployment and remediating["last_action"] == "remediate"
+    # Pressed twice: one deployment, and the second press says which one is at it.
+    resp = await client.post(f"/v1/drift-findings/{edited_file['id']}/remediate", headers=auth)
+    assert redeployment in (await _json(resp, 409))["error"]["message"]
     redeployed = await deployer.ended(redeployment)
     assert redeployed["status"] == "succeeded", redeployed
     assert redeployed["commit_hash"] == deployment["commit_hash"]

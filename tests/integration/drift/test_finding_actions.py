@@ -70,6 +70,8 @@ async def test_rules_remediation_triage_and_acceptance(stack: Stack, moto: MotoS
     rule_body = {"resource_type": "security_group", "pointer": "/tags/team", "reason": "ops"}
     status, rule = await _post(stack, f"/v1/environments/{env}/drift-ignore-rules", rule_body)
     assert status == 201, rule
+    resp = await stack.client.get(f"/v1/drift-ignore-rules/{rule['id']}", headers=stack.auth())
+    assert resp.status == 200 and await resp.json() == rule
     second = await scan(stack, env)
     assert second["changed"] == 1
     [finding] = second["findings"]
@@ -149,5 +151,12 @@ async def test_rules_remediation_triage_and_acceptance(stack: Stack, moto: MotoS
     assert resp.status == 404
     status, _ = await _post(stack, f"/v1/environments/{env}/drift-ignore-rules", rule_body, rival)
     assert status == 404
-    resp = await stack.client.delete(f"/v1/drift-ignore-rules/{rule['id']}", headers=rival)
-    assert resp.status == 404
+    status, kept = await _post(stack, f"/v1/environments/{env}/drift-ignore-rules", rule_body)
+    assert status == 201, kept
+    for method in ("GET", "DELETE"):
+        resp = await stack.client.request(
+            method, f"/v1/drift-ignore-rules/{kept['id']}", headers=rival
+        )
+        assert resp.status == 404, method
+    resp = await stack.client.get(f"/v1/drift-ignore-rules/{kept['id']}", headers=stack.auth())
+    assert resp.status == 200

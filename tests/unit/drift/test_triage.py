@@ -160,6 +160,22 @@ def test_accept_is_refused_for_what_a_spec_cannot_say_naming_the_place() -> None
         t.decide_accept(state_of(*detected(not_applied)), OWNER, None)
 
 
+def test_an_instance_down_is_remediated_by_a_deployment_and_a_stray_never_is() -> None:
+    # given an instance of a deployed service that is down, and one nobody deployed
+    down = f.finding("instance", "service/svc_1/env/env_1/instance/ins_1", f.MISSING)
+    stray = f.finding("instance", "agent/agt_1/instance/ins_9", f.UNEXPECTED)
+    # when each is remediated
+    decided = t.decide_remediate(state_of(*detected(down)), OWNER, None, deployment_id="dpl_1")
+    # then the one down is put right by deploying again; the stray is left to its owner
+    [asked] = decided.finding
+    assert isinstance(asked, RemediationRequested)
+    assert (asked.action, asked.deployment_id) == ("redeploy", "dpl_1")
+    with pytest.raises(Conflict, match="never deletes"):
+        t.decide_remediate(state_of(*detected(stray)), OWNER, None, deployment_id="dpl_2")
+    with pytest.raises(Conflict, match="cannot be accepted"):
+        t.decide_accept(state_of(*detected(stray)), OWNER, None)
+
+
 RULE = ig.IgnoreRule(resource_type="security_group", resource="res_*", pointer="/tags/team")
 
 
