@@ -53,6 +53,7 @@ class Stack:
         self.clients: list[TestClient[Any, Any]] = []
         self._stops: list[asyncio.Event] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._edges: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self.started: set[str] = set()
         self.admin_token = ""
         self.admin_id = ""
@@ -135,7 +136,14 @@ class Stack:
         overrides.setdefault("edge_https_port", 0)
         edge = Edge(load_settings(EdgeSettings, self.suite.environ(), **overrides))
         await self._start(lambda _settings, stop, ready: edge.run(stop, ready), edge.settings)
+        self._edges[edge.replica_id] = (self._stops[-1], self._tasks[-1])
         return edge
+
+    async def stop_edge(self, edge: Any) -> None:
+        """Stop one edge replica, and wait until it has stopped."""
+        stop, task = self._edges.pop(edge.replica_id)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
 
     async def add_gateway(self, **overrides: Any) -> TestClient[Any, Any]:
         # Tests poll; only the rate-limit tests ask for a real limit.

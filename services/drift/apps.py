@@ -59,7 +59,7 @@ def service_address(service_id: str, environment_id: str) -> str:
     return f"service/{service_id}/env/{environment_id}"
 
 
-class _Findings:
+class Findings:
     """The findings of one scan, less what the ignore rules in force silence."""
 
     def __init__(self, rules: list[IgnoreRule], now: datetime) -> None:
@@ -96,7 +96,7 @@ def compare_apps(
     for observation in seen:
         for route in observation.routes:
             routes.setdefault(route.service_id, []).append(route)
-    out = _Findings(list(rules), now)
+    out = Findings(list(rules), now)
     could_not_read = sorted(service_address(s, environment_id) for s in unread)
     compared = 0
     for service in wanted.values():
@@ -126,7 +126,7 @@ def compare_apps(
 
 
 def _route_findings(
-    service: DesiredService, route: RouteSeen, address: str, out: _Findings
+    service: DesiredService, route: RouteSeen, address: str, out: Findings
 ) -> list[str]:
     """The route's findings; what of it could not be read."""
     unread: list[str] = []

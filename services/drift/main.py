@@ -8,6 +8,7 @@ from libs.settings import CoreSettings
 from services.deploy.events import STREAM as DEPLOY_STREAM
 from services.drift.api import SERVICE, endpoints
 from services.drift.app_observer import AppObserver
+from services.drift.edge_observer import EdgeObserver
 from services.drift.events import STREAM
 from services.drift.handlers import DriftDeps
 from services.drift.jobs import Jobs
@@ -29,7 +30,10 @@ async def wire(r: Resources[DriftSettings]) -> Wiring:
     endpoint = settings.drift_aws_endpoint_url or None
     jobs = Jobs(r.store, box, settings.database_url, endpoint_url=endpoint)
     apps = AppObserver(r.store, r.nc, box)
-    scanner = Scanner(r.store, settings.database_url, box, apps=apps, endpoint_url=endpoint)
+    edges = EdgeObserver(r.nc, r.store.namespace)
+    scanner = Scanner(
+        r.store, settings.database_url, box, apps=apps, edges=edges, endpoint_url=endpoint
+    )
     scheduler = Scheduler(r.store, settings.database_url)
     return Wiring(
         endpoints=endpoints(DriftDeps(r.store)), loops=(jobs.run, scanner.run, scheduler.run)

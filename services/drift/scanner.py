@@ -60,6 +60,8 @@ from services.drift.apps import compare_apps
 from services.drift.aws import Observed
 from services.drift.aws_provision import desired_attributes
 from services.drift.compare import Declared, compare
+from services.drift.edge_observer import NOTHING_ROUTED, EdgeObserver
+from services.drift.edges import compare_edges
 from services.drift.events import STREAM, DriftDetected, ScanCompleted, ScanFailed, ScanSkipped
 from services.drift.findings import ACKNOWLEDGED, OPEN, Finding
 from services.drift.handlers import FINDINGS, RESOURCES, SCANS, carry_out
@@ -89,6 +91,7 @@ class Scanner:
         box: SecretBox | None,
         *,
         apps: AppObserver | None = None,
+        edges: EdgeObserver | None = None,
         endpoint_url: str | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -96,6 +99,7 @@ class Scanner:
         self.database_url = database_url
         self.box = box
         self.apps = apps
+        self.edges = edges
         self.endpoint_url = endpoint_url
         self.clock = clock
 
@@ -139,6 +143,7 @@ class Scanner:
                 return
             rules = await rules_of(conn, environment_id)
             apps = await self.apps.read(conn, environment_id) if self.apps else NOTHING_RUNS
+            edge = await self.edges.read(conn, environment_id) if self.edges else NOTHING_ROUTED
         finally:
             await conn.close()
         declared, skipped, regions = await self._declared(environment_id)
@@ -161,6 +166,9 @@ class Scanner:
         )
         found += app_scan.found
         skipped |= set(app_scan.could_not_read)
+        edge_scan = compare_edges(edge.desired, edge.observations, now=now, rules=rules)
+        found += edge_scan.found
+        skipped |= set(edge_scan.could_not_read)
         counts = {"new": 0, "reopened": 0, "changed": 0}
         open_now: dict[str, str] = {}  # finding id -> severity, of drift standing now
         for one in found:

@@ -49,6 +49,13 @@ INFRASTRUCTURE = frozenset(specs.SPECS)
 # What a deployment puts right (a missing instance included; an instance nobody
 # deployed is never touched).
 SERVICES = frozenset({"service", "env", "release_file", "instance"})
+# What an edge replica routes and serves: it follows the edge bucket, which the
+# domains context writes; a replica that differs has stopped following it.
+EDGE = frozenset({"route", "certificate"})
+EDGE_REMEDY = (
+    "an edge replica serves what it loaded from the edge bucket: restart the replica"
+    " to load it again"
+)
 
 
 class Decided(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,6 +132,8 @@ def decide_remediate(
             by=actor.user_id, action="redeploy", deployment_id=deployment_id
         )
         return Decided(finding=[action])
+    if state.resource_type in EDGE:
+        raise Conflict(EDGE_REMEDY)
     if state.resource_type not in INFRASTRUCTURE:
         raise Conflict(f"{_a(state.resource_type)} finding cannot be remediated here")
     resource = _resource_of(state, resource)
@@ -156,6 +165,11 @@ def decide_accept(
         raise Conflict(
             "what a deployed service runs cannot be accepted: remediate (deploy it again),"
             " or ignore it"
+        )
+    if state.resource_type in EDGE:
+        raise Conflict(
+            "what an edge replica serves cannot be accepted: the domain's settings"
+            f" (PATCH /v1/domains/{{id}}) say what it should; {EDGE_REMEDY}"
         )
     if state.kind == MISSING:
         raise Conflict(

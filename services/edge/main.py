@@ -16,11 +16,12 @@ import contextlib
 import structlog
 
 from libs.crypto import SecretBox
+from libs.ids import new_id
 from libs.lifecycle import run_until_signalled
 from libs.messaging import connect_nats
 from libs.metrics import start_metrics_server
 from libs.settings import CoreSettings, load_settings
-from services.edge import table
+from services.edge import observe, table
 from services.edge.certificates import CertificateStore
 from services.edge.routing import EdgeState
 from services.edge.server import EdgeServer
@@ -54,6 +55,8 @@ class Edge:
             https_port=settings.edge_https_port,
             public_https_port=settings.edge_public_https_port or None,
         )
+        # Names this replica in drift scans' questions (a new one each start).
+        self.replica_id = new_id("edge")
         self.loaded = asyncio.Event()  # every entry of the bucket applied
         self.ready = asyncio.Event()  # loaded and listening
 
@@ -73,6 +76,9 @@ class Edge:
                 following.result()
                 return
             await self.server.start()
+            asked = await observe.answer(
+                nc, settings.namespace, self.replica_id, self.state, self.certificates
+            )
             metrics = None
             if settings.metrics_port:
                 metrics = await start_metrics_server(
@@ -83,6 +89,7 @@ class Edge:
                 ready.set()
             log.info(
                 "edge_ready",
+                replica_id=self.replica_id,
                 http_port=self.server.http_port,
                 https_port=self.server.https_port,
                 routes=len(self.state.routes),
@@ -90,6 +97,7 @@ class Edge:
             try:
                 await stop.wait()
             finally:
+                await asked.unsubscribe()
                 await self.server.close()
                 if metrics is not None:
                     await metrics.cleanup()
