@@ -263,3 +263,5 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     parameters: dict[str, str] = {}
     # The release's deployforge.yml env (defaults, never secrets), set by the agent.
     manifest_env: dict[str, str] = {}
+    # The fields the release's deployforge.yml set (its run_command wins over the service's).
+    manifest_fields: list[str] = []

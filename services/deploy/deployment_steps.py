@@ -229,6 +229,7 @@ class DeploymentSteps:
             ports=new_ports,
             service_id=spec.service_id,
             argv=list(spec.run_command),
+            argv_from_manifest="run_command" in spec.manifest_fields,
             cwd=str(source),
             health_check_path=spec.health_check_path,
             replicas=spec.replicas,

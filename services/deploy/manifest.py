@@ -61,6 +61,11 @@ def apply(spec: JobSpec, manifest: Manifest) -> JobSpec:
         value = getattr(manifest, field)
         if value is not None:
             changes[field] = value
+    changes["manifest_fields"] = sorted(
+        name
+        for name in ("build_command", "run_command", "port", "health_check_path", "replicas")
+        if getattr(manifest, name) is not None
+    )
     changes["env"] = {**manifest.env, **spec.env}
     changes["manifest_env"] = dict(manifest.env)
     return msgspec.structs.replace(spec, **changes)

@@ -62,6 +62,8 @@ class RouteSeen(msgspec.Struct, frozen=True, kw_only=True):
     env: dict[str, str] | None
     env_defaults: list[str]  # names the release's deployforge.yml gives a default
     files: release_files.FileDrift | None  # None: no checksums recorded for the release
+    # The release's deployforge.yml gave the command (false from agents before it was kept).
+    argv_from_manifest: bool = False
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +155,7 @@ def _route(routing: Routing, service_id: str, route: Route, salt: bytes) -> Rout
         deployment_id=route.deployment_id,
         replicas=route.replicas,
         argv=list(route.argv),
+        argv_from_manifest=route.argv_from_manifest,
         stopped=route.stopped,
         instances=instances,
         env=env,

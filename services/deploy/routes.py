@@ -23,6 +23,8 @@ class Route(msgspec.Struct, kw_only=True):
     # No env: it may hold secrets, and is asked for again then.
     service_id: str = ""
     argv: list[str] = []
+    # The release's deployforge.yml gave the command (not the service's run_command).
+    argv_from_manifest: bool = False
     cwd: str = ""
     health_check_path: str = "/"
     replicas: int = 1

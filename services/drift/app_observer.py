@@ -123,6 +123,7 @@ class AppObserver:
                     deployment_id=row["id"],
                     env={k: env_digest(salt, k, self._reveal(v)) for k, v in service.env.items()},
                     releases=frozenset(releases.get(row["service_id"], ())),
+                    run_command=list(service.run_command),
                 )
             )
         return desired

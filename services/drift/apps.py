@@ -8,7 +8,9 @@ releases the service's deployments produced. Actual: what the agents answered
 (services/deploy/observe.py). The findings, each at an address:
 
 - `service/<svc>/env/<env>`, a `service`: not running anywhere (missing), or
-  another release running (`/release_id`);
+  another release running (`/release_id`), or a run command changed since the
+  processes started and not deployed (`/run_command`; not when the release's
+  deployforge.yml gives the command);
 - `service/<svc>/env/<env>/instance/<id>`, an `instance` of the release that
   is not running (missing: crashed and restarting, or killed and kept down);
 - `service/<svc>/env/<env>/vars`, an `env`: a variable set, changed or removed
@@ -47,6 +49,7 @@ class DesiredService(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
     env: dict[str, str]  # name -> salted digest of the current value
     releases: frozenset[str] = frozenset()  # every release the service's deployments made
+    run_command: list[str] = []  # the service's, now
 
 
 class AppScan(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +137,11 @@ def _route_findings(
     if service.release_id and route.release_id != service.release_id:
         differences.append(
             Difference(pointer="/release_id", expected=service.release_id, actual=route.release_id)
+        )
+    if service.run_command and not route.argv_from_manifest and route.argv != service.run_command:
+        # Changed since the processes started, not deployed since.
+        differences.append(
+            Difference(pointer="/run_command", expected=service.run_command, actual=route.argv)
         )
     if differences:
         out.add("service", address, f.CHANGED, differences)

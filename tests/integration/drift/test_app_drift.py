@@ -105,6 +105,11 @@ async def test_what_runs_against_what_was_deployed(stack: Stack, workspace: Path
         headers=auth,
     )
     assert resp.status in (200, 201), await resp.text()
+    # ... and its run command changed, not deployed since.
+    resp = await client.patch(
+        f"/v1/services/{service}", json={"run_command": "python app.py --drift"}, headers=auth
+    )
+    assert resp.status == 200, await resp.text()
     instances = (await _json(await client.get("/v1/instances", headers=auth)))["items"]
     victim = instances[0]
     down_file.write_text("down")
@@ -113,7 +118,13 @@ async def test_what_runs_against_what_was_deployed(stack: Stack, workspace: Path
 
     drifted = await scan(stack, env)
     found = _by_type(drifted["findings"])
-    assert set(found) == {"release_file", "release_dir", "env", "instance"}, found
+    assert set(found) == {"release_file", "release_dir", "env", "instance", "service"}, found
+    [command] = found["service"]["differences"]
+    assert command == {
+        "pointer": "/run_command",
+        "expected": ["python", "app.py", "--drift"],
+        "actual": ["python", "app.py"],
+    }
     edited_file = found["release_file"]
     assert (edited_file["severity"], edited_file["kind"]) == ("critical", "changed")
     [difference] = edited_file["differences"]
@@ -156,7 +167,7 @@ async def test_what_runs_against_what_was_deployed(stack: Stack, workspace: Path
     assert redeployed["release_id"] != deployment["release_id"]
 
     after = await scan(stack, env)
-    assert after["resolved"] == 3, after
+    assert after["resolved"] == 4, after
     assert [f["resource_type"] for f in after["findings"]] == ["release_dir"]
 
     # The agent goes away (its instances stay): the scan says what it could not read,

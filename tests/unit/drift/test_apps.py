@@ -30,6 +30,7 @@ DESIRED = DesiredService(
     deployment_id="dpl_2",
     env=_digests({"API_URL": "https://api", "TOKEN": "t2"}),
     releases=frozenset({"rel_1", "rel_2"}),
+    run_command=["python", "app.py"],
 )
 RUNNING = RouteSeen(
     service_id="svc_1",
@@ -97,6 +98,21 @@ def test_another_release_an_instance_down_and_variables_not_applied() -> None:
     assert _pointers(scan, "env") == ["/LEGACY", "/TOKEN"]
     values = msgspec.json.encode(by_type["env"].differences)
     assert b"t1" not in values and b"t2" not in values
+
+
+def test_a_run_command_changed_and_not_deployed_is_drift_unless_the_release_gives_it() -> None:
+    # given the service's run command changed after its processes started
+    changed = msgspec.structs.replace(DESIRED, run_command=["python", "app.py", "--workers=4"])
+    # when compared with what runs
+    scan = compare_apps("env_1", [changed], [_seen()], now=NOW)
+    # then the service differs at /run_command, with both commands
+    [found] = scan.found
+    [difference] = found.finding.differences
+    assert (found.finding.resource_type, difference.pointer) == ("service", "/run_command")
+    assert (difference.expected, difference.actual) == (changed.run_command, RUNNING.argv)
+    # unless the release's deployforge.yml gave the command the processes run
+    from_release = msgspec.structs.replace(RUNNING, argv_from_manifest=True)
+    assert compare_apps("env_1", [changed], [_seen(from_release)], now=NOW).found == []
 
 
 def test_an_instance_stopped_on_request_is_not_drift() -> None:
