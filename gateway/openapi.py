@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from gateway.pagination import Page, PageQuery
 from gateway.routing import REGISTRY, Api, RouteSpec, json_response
 
 api = Api("meta")
@@ -67,11 +68,14 @@ def build_document(specs: list[RouteSpec]) -> dict[str, Any]:
             },
         }
         params = re.findall(r"{(\w+)}", spec.path)
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+        parameters += _query_parameters(spec, components)
+        if parameters:
+            op["parameters"] = parameters
+        op["responses"] |= _errors(spec, bool(params))
         if spec.body is not None:
             media = "application/x-www-form-urlencoded" if spec.form else "application/json"
             op["requestBody"] = {
@@ -81,6 +85,10 @@ def build_document(specs: list[RouteSpec]) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "Success"}
         if spec.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[spec.response]}}
+        if spec.stream:
+            ok.setdefault("content", {})["text/event-stream"] = {
+                "schema": {"type": "string", "description": "Server-sent events"}
+            }
         op["responses"][str(spec.status)] = ok
         if spec.scope is not None:
             op["security"] = [{"bearer": []}, {"apiKey": []}]
@@ -102,6 +110,69 @@ def build_document(specs: list[RouteSpec]) -> dict[str, Any]:
             },
         },
     }
+
+
+_ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _errors(spec: RouteSpec, has_path_params: bool) -> dict[str, Any]:
+    """The error answers a route can give, each in the error envelope."""
+    codes: dict[str, str] = {}
+    if spec.body is not None or spec.query is not None or _is_page(spec.response):
+        codes["400"] = "Malformed request"
+        codes["422"] = "A field is not valid (`details.field` names it)"
+    if spec.scope is not None:
+        codes["401"] = "Not authenticated"
+        codes["403"] = "The credential lacks the scope or role"
+    if has_path_params:
+        codes["404"] = "Not found (or another organization's)"
+    if spec.method in ("POST", "PUT", "PATCH", "DELETE"):
+        codes["409"] = "Conflicts with the resource's state"
+    if spec.rate_limited:
+        codes["429"] = "Rate limited (`Retry-After`)"
+    return {code: {"description": text, "content": _ERROR_REF} for code, text in codes.items()}
+
+
+def _is_page(response: Any) -> bool:
+    return getattr(response, "__origin__", None) is Page
+
+
+def _query_parameters(spec: RouteSpec, components: dict[str, Any]) -> list[dict[str, Any]]:
+    structs = [s for s in (spec.query,) if s is not None]
+    if _is_page(spec.response) and not (
+        spec.query is not None and issubclass(spec.query, PageQuery)
+    ):
+        structs.append(PageQuery)
+    out: list[dict[str, Any]] = []
+    for struct in structs:
+        (schema,), defs = msgspec.json.schema_components(
+            [struct], ref_template="#/components/schemas/{name}"
+        )
+        body = defs.pop(struct.__name__) if "$ref" in schema else schema
+        components.update(defs)
+        required = set(body.get("required", []))
+        for name, field in body.get("properties", {}).items():
+            out.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in required,
+                    "schema": _not_null(field),
+                }
+            )
+    return out
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter left out is the null: `X | None` is described as X."""
+    options = [o for o in schema.get("anyOf", []) if o != {"type": "null"}]
+    if len(options) != 1:
+        return schema
+    plain = {**schema, **options[0]}
+    plain.pop("anyOf")
+    if "default" in plain and plain["default"] is None:
+        plain.pop("default")
+    return plain
 
 
 def _operation_id(spec: RouteSpec) -> str:

@@ -32,11 +32,18 @@ class RouteSpec(msgspec.Struct, frozen=True, kw_only=True):
     form: bool = False
     response: Any = None
     status: int = 200
+    # A msgspec Struct whose fields are the query parameters the route reads (a list
+    # route also takes `limit` and `cursor`: docs only, the route reads the query).
+    query: Any = None
+    # Also answers as a text/event-stream (`?follow=true`, or always).
+    stream: bool = False
     # Health probes, metrics and documents are exempt from rate limits.
     rate_limited: bool = True
 
 
 REGISTRY: list[RouteSpec] = []
+# Each route's handler, by method and path (what the OpenAPI tests read the source of).
+HANDLERS: dict[tuple[str, str], Handler] = {}
 
 
 class Api:
@@ -50,6 +57,7 @@ class Api:
         def register(handler: Handler) -> Handler:
             rs = RouteSpec(method=method, path=path, tag=self.tag, **spec)
             REGISTRY.append(rs)
+            HANDLERS[(method, path)] = handler
             setattr(handler, SPEC_ATTR, rs)
             self.routes.route(method, path)(handler)
             return handler

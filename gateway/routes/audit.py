@@ -116,12 +116,14 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
     summary="The organization's audit trail, newest first (owners and admins)",
     scope="admin",
     response=Page[AuditEntry],
+    query=AuditQuery,
 )
 @api.get(
     "/v1/audit",
     summary="The default organization's audit trail, newest first (owners and admins)",
     scope="admin",
     response=Page[AuditEntry],
+    query=AuditQuery,
 )
 async def list_audit(request: web.Request) -> web.Response:
     principal = principal_of(request)

@@ -130,6 +130,7 @@ async def get_certificate(request: web.Request) -> web.Response:
     summary="Revoke the served certificate (the CA is told; the edge stops serving it)",
     scope="admin",
     response=Certificate,
+    query=RevokeQuery,
 )
 async def revoke_certificate(request: web.Request) -> web.Response:
     domain = await get_visible_domain(request, request.match_info["id"])

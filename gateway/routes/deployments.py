@@ -243,11 +243,13 @@ async def history(
     "/v1/organizations/{org_id}/deployments",
     summary="Deployment history, newest first",
     response=Page[Deployment],
+    query=DeploymentFilters,
 )
 @api.get(
     "/v1/deployments",
     summary="Deployment history (default organization)",
     response=Page[Deployment],
+    query=DeploymentFilters,
 )
 async def list_deployments(request: web.Request) -> web.Response:
     return await history(request, request_org(request, principal_of(request)))
@@ -257,6 +259,7 @@ async def list_deployments(request: web.Request) -> web.Response:
     "/v1/services/{id}/deployments",
     summary="A service's deployment history",
     response=Page[Deployment],
+    query=DeploymentFilters,
 )
 async def service_history(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])

@@ -220,8 +220,18 @@ _LIST = (
 )
 
 
-@api.get("/v1/organizations/{org_id}/domains", summary="List domains", response=Page[Domain])
-@api.get("/v1/domains", summary="List domains (default organization)", response=Page[Domain])
+@api.get(
+    "/v1/organizations/{org_id}/domains",
+    summary="List domains",
+    response=Page[Domain],
+    query=DomainFilters,
+)
+@api.get(
+    "/v1/domains",
+    summary="List domains (default organization)",
+    response=Page[Domain],
+    query=DomainFilters,
+)
 async def list_domains(request: web.Request) -> web.Response:
     org = request_org(request, principal_of(request))
     query = {k: v for k, v in request.query.items() if k in DomainFilters.__struct_fields__}

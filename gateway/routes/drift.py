@@ -212,6 +212,7 @@ _FINDINGS = (
     "/v1/environments/{id}/drift-findings",
     summary="An environment's findings (filters: state, severity)",
     response=Page[Finding],
+    query=FindingFilters,
 )
 async def list_findings(request: web.Request) -> web.Response:
     environment = await get_visible_environment(request, request.match_info["id"])

@@ -87,6 +87,13 @@ async def get_visible_environment(request: web.Request, environment_id: str) -> 
     return env
 
 
+class EnvironmentFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """The query parameters of the list (documented; the route reads them itself)."""
+
+    type: str | None = None  # the environment's type or provider
+    status: str | None = None
+
+
 @api.post(
     "/v1/organizations/{org_id}/environments",
     summary="Create an environment",
@@ -121,11 +128,13 @@ async def create_environment(request: web.Request) -> web.Response:
     "/v1/organizations/{org_id}/environments",
     summary="List environments",
     response=Page[Environment],
+    query=EnvironmentFilters,
 )
 @api.get(
     "/v1/environments",
     summary="List environments (default organization)",
     response=Page[Environment],
+    query=EnvironmentFilters,
 )
 async def list_environments(request: web.Request) -> web.Response:
     org = request_org(request, principal_of(request))

@@ -148,11 +148,13 @@ _LIST = (
     "/v1/organizations/{org_id}/infrastructure/resources",
     summary="List resources",
     response=Page[Resource],
+    query=ResourceFilters,
 )
 @api.get(
     "/v1/infrastructure/resources",
     summary="List resources (default organization)",
     response=Page[Resource],
+    query=ResourceFilters,
 )
 async def list_resources(request: web.Request) -> web.Response:
     org = request_org(request, principal_of(request))

@@ -79,11 +79,13 @@ def _cursor(cursor: str | None) -> str:
     "/v1/organizations/{org_id}/instances",
     summary="Instances of the organization's services (?service_id=&environment_id=)",
     response=Page[InstanceReport],
+    query=InstanceQuery,
 )
 @api.get(
     "/v1/instances",
     summary="Instances of the services of the default organization",
     response=Page[InstanceReport],
+    query=InstanceQuery,
 )
 async def list_instances(request: web.Request) -> web.Response:
     principal = principal_of(request)

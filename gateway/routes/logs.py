@@ -80,6 +80,8 @@ async def _stored(reader: LogReader, tail: int) -> list[logs.LogLine]:
     "/v1/deployments/{id}/logs",
     summary="A deployment's log lines (?tail=&since=&until=); ?follow=true streams them (SSE)",
     response=DeploymentLogs,
+    query=LogsQuery,
+    stream=True,
 )
 async def deployment_logs(request: web.Request) -> web.StreamResponse:
     deployment = await get_visible_deployment(request, request.match_info["id"])
@@ -101,6 +103,8 @@ async def deployment_logs(request: web.Request) -> web.StreamResponse:
     summary="What a service's instances printed (?tail=&since=&until=&environment_id=);"
     " ?follow=true streams it",
     response=ServiceLogs,
+    query=LogsQuery,
+    stream=True,
 )
 async def service_logs(request: web.Request) -> web.StreamResponse:
     service = await get_visible_service(request, request.match_info["id"])
@@ -122,6 +126,8 @@ async def service_logs(request: web.Request) -> web.StreamResponse:
     "/v1/instances/{id}/logs",
     summary="What one instance printed (?tail=&since=&until=); ?follow=true streams it",
     response=InstanceLogs,
+    query=LogsQuery,
+    stream=True,
 )
 async def instance_logs(request: web.Request) -> web.StreamResponse:
     instance = await get_visible_instance(request, request.match_info["id"])

@@ -13,7 +13,7 @@ from gateway import keys
 from gateway.commands import answer_created, caught_up, send
 from gateway.middleware import principal_of
 from gateway.pagination import Page, fetch_page
-from gateway.routes.deployments import Deployment, fetch_deployment, history
+from gateway.routes.deployments import Deployment, DeploymentFilters, fetch_deployment, history
 from gateway.routes.services import get_visible_service
 from gateway.routing import Api, convert, json_response, read_json
 from gateway.scoping import request_org, require_visible
@@ -76,6 +76,12 @@ async def _get(request: web.Request, pipeline_id: str) -> Pipeline:
     return pipeline
 
 
+class PipelineFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """The query parameters of the list (documented; the route reads them itself)."""
+
+    service_id: str | None = None
+
+
 @api.post(
     "/v1/services/{id}/pipelines",
     summary="Create a pipeline for a service",
@@ -98,8 +104,18 @@ async def create_pipeline(request: web.Request) -> web.Response:
     )
 
 
-@api.get("/v1/organizations/{org_id}/pipelines", summary="List pipelines", response=Page[Pipeline])
-@api.get("/v1/pipelines", summary="List pipelines (default organization)", response=Page[Pipeline])
+@api.get(
+    "/v1/organizations/{org_id}/pipelines",
+    summary="List pipelines",
+    response=Page[Pipeline],
+    query=PipelineFilters,
+)
+@api.get(
+    "/v1/pipelines",
+    summary="List pipelines (default organization)",
+    response=Page[Pipeline],
+    query=PipelineFilters,
+)
 async def list_pipelines(request: web.Request) -> web.Response:
     principal = principal_of(request)
     org = request_org(request, principal)
@@ -142,6 +158,7 @@ async def update_pipeline(request: web.Request) -> web.Response:
     "/v1/pipelines/{id}/runs",
     summary="The deployments a pipeline ran, newest first",
     response=Page[Deployment],
+    query=DeploymentFilters,
 )
 async def pipeline_runs(request: web.Request) -> web.Response:
     pipeline = await _get(request, request.match_info["id"])

@@ -19,10 +19,16 @@ from services.deploy.health_score import ServiceHealth, health_of
 api = Api("services")
 
 
+# Only this environment's (every environment's when left out).
+class HealthQuery(msgspec.Struct, frozen=True, kw_only=True):
+    environment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
 @api.get(
     "/v1/services/{id}/instances",
     summary="A service's running instances: pid, port, uptime, restarts, CPU, memory",
     response=list[instance_state.InstanceReport],
+    query=HealthQuery,
 )
 async def list_instances(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])
@@ -92,14 +98,11 @@ async def restart_service(request: web.Request) -> web.Response:
     return await _control(request, "restart")
 
 
-class HealthQuery(msgspec.Struct, frozen=True, kw_only=True):
-    environment_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
-
-
 @api.get(
     "/v1/services/{id}/health",
     summary="A service's health per environment (?environment_id=), with a score and checks",
     response=ServiceHealth,
+    query=HealthQuery,
 )
 async def service_health(request: web.Request) -> web.Response:
     service = await get_visible_service(request, request.match_info["id"])

@@ -98,6 +98,12 @@ async def get_visible_service(request: web.Request, service_id: str) -> Service:
     return service
 
 
+class ServiceFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """The query parameters of the list (documented; the route reads them itself)."""
+
+    project_id: str | None = None
+
+
 @api.post(
     "/v1/organizations/{org_id}/services",
     summary="Create a service",
@@ -128,8 +134,18 @@ async def create_service(request: web.Request) -> web.Response:
     )
 
 
-@api.get("/v1/organizations/{org_id}/services", summary="List services", response=Page[Service])
-@api.get("/v1/services", summary="List services (default organization)", response=Page[Service])
+@api.get(
+    "/v1/organizations/{org_id}/services",
+    summary="List services",
+    response=Page[Service],
+    query=ServiceFilters,
+)
+@api.get(
+    "/v1/services",
+    summary="List services (default organization)",
+    response=Page[Service],
+    query=ServiceFilters,
+)
 async def list_services(request: web.Request) -> web.Response:
     principal = principal_of(request)
     org = request_org(request, principal)

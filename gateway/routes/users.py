@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from gateway import keys
@@ -28,6 +29,12 @@ def _visible(principal: Principal, user: User) -> bool:
     if principal.is_superuser or principal.user_id == user.id:
         return True
     return any(m.organization_id in principal.memberships for m in user.organizations)
+
+
+class UserFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """The query parameters of the list (documented; the route reads them itself)."""
+
+    organization_id: str | None = None  # default: the caller's organization
 
 
 @api.get("/v1/users/me", summary="The calling user and their organizations", response=User)
@@ -59,7 +66,12 @@ async def create_user(request: web.Request) -> web.Response:
     )
 
 
-@api.get("/v1/users", summary="Members of an organization (default: yours)", response=Page[User])
+@api.get(
+    "/v1/users",
+    summary="Members of an organization (default: yours)",
+    response=Page[User],
+    query=UserFilters,
+)
 async def list_users(request: web.Request) -> web.Response:
     principal = principal_of(request)
     org = request.query.get("organization_id") or principal.organization_id

@@ -274,6 +274,7 @@ _DELIVERIES = (
     "/v1/webhooks/{id}/deliveries",
     summary="A webhook's deliveries, newest first, each with its attempts",
     response=Page[Delivery],
+    query=DeliveryFilters,
 )
 async def list_deliveries(request: web.Request) -> web.Response:
     hook = await _get(request, request.match_info["id"])

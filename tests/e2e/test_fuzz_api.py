@@ -79,6 +79,10 @@ async def test_schemathesis_finds_no_server_error_and_read_models_keep_up(
                 "--workers",
                 "2",
                 "--no-shrink",
+                # A followed log (?follow=true) streams until the client goes: a
+                # request is given up after this long (a timeout is not a failure).
+                "--request-timeout",
+                "10",
                 "--output-truncate",
                 "true",
                 stdout=asyncio.subprocess.PIPE,
