@@ -1,0 +1,377 @@
+"""`dfctl`: DeployForge from a terminal or a script, on the public /v1 API.
+
+Imports stay light at start (`dfctl --help` loads click only); the SDK and httpx are
+imported by the commands that talk to a server. Notices go to stderr; stdout holds only
+what was asked for (`-o json|ndjson|id` for scripts). Off a TTY nothing prompts: a
+missing flag is exit 2, naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from deployforge_client import DeployForge
+
+EXIT_CODES = {
+    0: "success (for deploy and wait: the deployment succeeded)",
+    1: "any other error (the message says which)",
+    2: "usage: a flag or argument missing or invalid",
+    3: "the deployment failed or was cancelled",
+    4: "not authenticated: log in (dfctl auth login) or set DEPLOYFORGE_TOKEN",
+    5: "forbidden: the credential lacks the scope or role",
+    6: "not found",
+    8: "the wait timed out (the deployment goes on)",
+}
+OUTPUTS = click.Choice(["table", "json", "ndjson", "id"])
+
+
+# --- where the credential lives ----------------------------------------------------------
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "deployforge" / "config.json"
+
+
+def _load_config() -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = json.loads(config_path().read_text())
+        return loaded
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_config(config: dict[str, Any]) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(config, out, indent=2)
+    os.replace(temporary, path)
+
+
+def _credentials() -> tuple[str | None, str | None, str]:
+    """API URL, token and where they came from; the environment wins."""
+    stored = _load_config()
+    url = os.environ.get("DEPLOYFORGE_API_URL") or stored.get("api_url")
+    if os.environ.get("DEPLOYFORGE_TOKEN"):
+        return url, os.environ["DEPLOYFORGE_TOKEN"], "the DEPLOYFORGE_TOKEN variable"
+    if stored.get("token"):
+        return url, str(stored["token"]), f"{config_path()} (a file, mode 0600)"
+    return url, None, "nowhere"
+
+
+def _client() -> DeployForge:
+    from deployforge_client import DeployForge
+
+    url, token, _ = _credentials()
+    if not token:
+        _fail(4, "not logged in: run `dfctl auth login`, or set DEPLOYFORGE_TOKEN")
+    return DeployForge(url, token)
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exit_code(exc: Exception) -> int:
+    from deployforge_client import errors
+
+    return {
+        errors.AuthenticationRequired: 4,
+        errors.AuthorizationDenied: 5,
+        errors.NotFound: 6,
+        errors.WaitTimedOut: 8,
+        errors.ValidationError: 2,
+    }.get(type(exc), 1)
+
+
+class Group(click.Group):
+    """Turns the SDK's errors into a message on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            from deployforge_client.errors import DeployForgeError
+
+            if not isinstance(exc, DeployForgeError):
+                raise
+            _fail(_exit_code(exc), str(exc))
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _emit(items: list[dict[str, Any]], output: str, columns: list[str]) -> None:
+    if output == "json":
+        click.echo(json.dumps(items, indent=2))
+    elif output == "ndjson":
+        for item in items:
+            click.echo(json.dumps(item))
+    elif output == "id":
+        for item in items:
+            click.echo(item["id"])
+    else:
+        rows = [[str(item.get(c, "") if item.get(c) is not None else "") for c in columns]
+                for item in items]  # fmt: skip
+        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+        if sys.stdout.isatty():
+            click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+        for row in rows:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """DeployForge: deploy, follow, roll back. `dfctl help exit-codes` for scripts."""
+
+
+@main.group()
+def auth() -> None:
+    """Log in, log out, and say where the credential is kept."""
+
+
+@auth.command("login")
+@click.option("--api-url", envvar="DEPLOYFORGE_API_URL", help="The server (default: stored).")
+@click.option("--email", help="Your email (prompted on a TTY).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--with-token", is_flag=True, help="Read an API token from stdin instead.")
+def login(api_url: str | None, email: str | None, password_stdin: bool, with_token: bool) -> None:
+    """Keep a named API token for this machine (never the password)."""
+    from deployforge_client import DeployForge
+
+    api_url = api_url or _load_config().get("api_url")
+    if not api_url:
+        _fail(2, "give the server: --api-url (or DEPLOYFORGE_API_URL)")
+    if with_token:
+        token = sys.stdin.readline().strip()
+        if not token:
+            _fail(2, "--with-token: no token on stdin")
+        with DeployForge(api_url, token) as df:
+            me = df.get("/v1/users/me")
+        _store(api_url, token, None, me["email"])
+        return
+    interactive = sys.stdin.isatty()
+    if email is None:
+        if not interactive:
+            _fail(2, "--email is required when stdin is not a terminal")
+        email = click.prompt("Email")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif interactive:
+        password = click.prompt("Password", hide_input=True)
+    else:
+        _fail(2, "--password-stdin (or --with-token) is required when stdin is not a terminal")
+    with DeployForge(api_url, None) as anonymous:
+        session = anonymous.post("/v1/auth/login", {"email": email, "password": password})
+    name = f"dfctl on {os.uname().nodename}"[:100]
+    with DeployForge(api_url, session["access_token"]) as df:
+        created = _issue_token(df, name)
+    _store(api_url, created["token"], created["id"], email)
+
+
+def _issue_token(df: DeployForge, name: str) -> dict[str, Any]:
+    """The widest token the user's role allows."""
+    from deployforge_client.errors import APIError
+
+    last: APIError | None = None
+    for scopes in (["read", "write", "deploy", "admin"], ["read", "write", "deploy"], ["read"]):
+        try:
+            created: dict[str, Any] = df.post("/v1/tokens", {"name": name, "scopes": scopes})
+            return created
+        except APIError as exc:
+            if exc.status not in (403, 422):
+                raise
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _store(api_url: str, token: str, token_id: str | None, email: str) -> None:
+    click.echo(
+        f"warning: no keyring here: the token is stored in {config_path()} (mode 0600)",
+        err=True,
+    )
+    _save_config({"api_url": api_url, "token": token, "token_id": token_id, "user": email})
+    click.echo(f"Logged in to {api_url} as {email}.", err=True)
+
+
+@auth.command("status")
+def status() -> None:
+    """Who you are, on which server, and where the credential is kept."""
+    url, token, where = _credentials()
+    if not token:
+        _fail(4, "not logged in")
+    with _client() as df:
+        me = df.get("/v1/users/me")
+    click.echo(f"{me['email']} on {url}; the credential is in {where}")
+
+
+@auth.command("logout")
+def logout() -> None:
+    """Revoke the stored token and forget it."""
+    stored = _load_config()
+    if not stored.get("token"):
+        _fail(4, "not logged in")
+    from deployforge_client import DeployForge
+    from deployforge_client.errors import APIError
+
+    if stored.get("token_id"):
+        with DeployForge(stored.get("api_url"), stored["token"]) as df:
+            try:
+                df.delete(f"/v1/tokens/{stored['token_id']}")
+            except APIError as exc:
+                click.echo(f"warning: the token could not be revoked: {exc}", err=True)
+    _save_config({"api_url": stored.get("api_url")})
+    click.echo("Logged out.", err=True)
+
+
+@main.group()
+def deployments() -> None:
+    """List, view, cancel and wait for deployments."""
+
+
+@deployments.command("list")
+@click.option("--service", "service_id", help="Only this service's.")
+@click.option("--env", "environment_id", help="Only this environment's.")
+@click.option("--status", help="Only deployments in this status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("-o", "--output", type=OUTPUTS, default="table")
+def list_deployments(
+    service_id: str | None, environment_id: str | None, status: str | None, limit: int, output: str
+) -> None:
+    """Newest first."""
+    with _client() as df:
+        found = []
+        filters = {"service_id": service_id, "environment_id": environment_id, "status": status}
+        for deployment in df.paginate("/v1/deployments", **filters):
+            found.append(deployment)
+            if len(found) >= limit:
+                break
+    _emit(found, output, ["id", "service_id", "environment_id", "status", "created_at"])
+
+
+@main.command()
+@click.argument("service_id")
+@click.option("--env", "environment_id", required=True, help="The environment to deploy to.")
+@click.option("--ref", help="A branch, tag or commit (default: the service's branch).")
+@click.option("--strategy", type=click.Choice(["rolling", "blue_green", "recreate"]))
+@click.option("--detach", is_flag=True, help="Print the deployment's id and return.")
+@click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds to wait.")
+@click.option("-o", "--output", type=click.Choice(["text", "json", "id"]), default="text")
+def deploy(
+    service_id: str,
+    environment_id: str,
+    ref: str | None,
+    strategy: str | None,
+    detach: bool,
+    timeout: float,
+    output: str,
+) -> None:
+    """Deploy SERVICE_ID to --env and follow it: its steps and log lines as they come.
+    Exit 0 when it succeeds, 3 when it fails or is cancelled."""
+    import time
+
+    with _client() as df:
+        run = df.services.deploy(service_id, environment_id=environment_id, ref=ref,
+                                 strategy=strategy)  # fmt: skip
+        click.echo(f"Deployment {run.id} created.", err=True)
+        if detach:
+            _show(run.data, output)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            for event in run.stream():
+                if event.event == "log":
+                    line = event.data.get("line", "") if isinstance(event.data, dict) else ""
+                    if output == "text":
+                        click.echo(line)
+                elif event.event == "status":
+                    click.echo(f"== {_describe(event.data)}", err=True)
+                elif event.event == "end":
+                    break
+                if time.monotonic() > deadline:
+                    _fail(8, f"still running after {timeout:g} s: dfctl deployments wait {run.id}")
+        except KeyboardInterrupt:
+            click.echo(
+                f"\nDetached; the deployment goes on. Cancel it: dfctl deployments cancel {run.id}",
+                err=True,
+            )
+            sys.exit(130)
+        final = run.wait(timeout=max(1.0, deadline - time.monotonic()))
+    _show(final, output)
+    if final["status"] != "succeeded":
+        reason = final.get("failure_reason") or final["status"]
+        _fail(3, f"deployment {run.id} {final['status']}: {reason}")
+
+
+def _describe(change: Any) -> str:
+    if not isinstance(change, dict):
+        return str(change)
+    step, state = change.get("step"), change.get("state")
+    if step:
+        return f"{step}: {state or ''} (deployment {change.get('status')})".replace(": (", " (")
+    return f"deployment {change.get('status')}"
+
+
+def _show(deployment: dict[str, Any], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(deployment, indent=2))
+    elif output == "id":
+        click.echo(deployment["id"])
+    else:
+        click.echo(f"{deployment['id']} {deployment['status']}", err=True)
+
+
+@main.command("api")
+@click.argument("method", type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"],
+                                            case_sensitive=False))  # fmt: skip
+@click.argument("path")
+@click.option("-d", "--data", help="A JSON body (@file reads it from a file, - from stdin).")
+def api(method: str, path: str, data: str | None) -> None:
+    """Any route: `dfctl api GET /v1/projects`. The answer's JSON on stdout."""
+    body = None
+    if data is not None:
+        if data == "-":
+            text = sys.stdin.read()
+        elif data.startswith("@"):
+            text = Path(data[1:]).read_text()
+        else:
+            text = data
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            _fail(2, f"--data is not JSON: {exc}")
+    if not path.startswith("/"):
+        _fail(2, "PATH starts with /, e.g. /v1/projects")
+    with _client() as df:
+        answer = df.request(method.upper(), path, json=body)
+    if answer is not None:
+        click.echo(json.dumps(answer, indent=2))
+
+
+@main.group("help")
+def help_() -> None:
+    """Topics: exit-codes."""
+
+
+@help_.command("exit-codes")
+def exit_codes() -> None:
+    """What dfctl's exit status means."""
+    for code, meaning in EXIT_CODES.items():
+        click.echo(f"{code}  {meaning}")
