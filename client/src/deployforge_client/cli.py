@@ -103,6 +103,11 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (`dfctl logs -f | head`): end quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
         except Exception as exc:
             from deployforge_client.errors import DeployForgeError
 
@@ -285,8 +290,6 @@ def deploy(
 ) -> None:
     """Deploy SERVICE_ID to --env and follow it: its steps and log lines as they come.
     Exit 0 when it succeeds, 3 when it fails or is cancelled."""
-    import time
-
     with _client() as df:
         run = df.services.deploy(service_id, environment_id=environment_id, ref=ref,
                                  strategy=strategy)  # fmt: skip
@@ -294,30 +297,176 @@ def deploy(
         if detach:
             _show(run.data, output)
             return
-        deadline = time.monotonic() + timeout
-        try:
-            for event in run.stream():
-                if event.event == "log":
-                    line = event.data.get("line", "") if isinstance(event.data, dict) else ""
-                    if output == "text":
-                        click.echo(line)
-                elif event.event == "status":
-                    click.echo(f"== {_describe(event.data)}", err=True)
-                elif event.event == "end":
-                    break
-                if time.monotonic() > deadline:
-                    _fail(8, f"still running after {timeout:g} s: dfctl deployments wait {run.id}")
-        except KeyboardInterrupt:
-            click.echo(
-                f"\nDetached; the deployment goes on. Cancel it: dfctl deployments cancel {run.id}",
-                err=True,
-            )
-            sys.exit(130)
-        final = run.wait(timeout=max(1.0, deadline - time.monotonic()))
+        _follow(df, run.id, output, timeout)
+
+
+def _follow(df: DeployForge, deployment_id: str, output: str, timeout: float) -> None:
+    """Print the deployment's log (stdout) and step changes (stderr) until it ends; exit
+    3 unless it succeeded, 8 past `timeout`."""
+    import time
+
+    from deployforge_client._core import path
+
+    deadline = time.monotonic() + timeout
+    try:
+        for event in df.events(path("/v1/deployments/{}/logs", deployment_id), follow=True):
+            if event.event == "log":
+                line = event.data.get("line", "") if isinstance(event.data, dict) else ""
+                if output == "text":
+                    click.echo(line)
+            elif event.event == "status":
+                click.echo(f"== {_describe(event.data)}", err=True)
+            elif event.event == "end":
+                break
+            if time.monotonic() > deadline:
+                _fail(
+                    8, f"still running after {timeout:g} s: dfctl deployments wait {deployment_id}"
+                )
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nDetached; the deployment goes on. Cancel it: dfctl deployments cancel"
+            f" {deployment_id}",
+            err=True,
+        )
+        sys.exit(130)
+    final = df.deployments.wait(deployment_id, timeout=max(1.0, deadline - time.monotonic()))
     _show(final, output)
     if final["status"] != "succeeded":
         reason = final.get("failure_reason") or final["status"]
-        _fail(3, f"deployment {run.id} {final['status']}: {reason}")
+        _fail(3, f"deployment {deployment_id} {final['status']}: {reason}")
+    return None
+
+
+@main.command()
+@click.argument("deployment_id")
+@click.option("--to", "to_deployment_id", help="The deployment whose release to go back to.")
+@click.option("--yes", is_flag=True, help="Do not ask (required off a terminal).")
+@click.option("--detach", is_flag=True, help="Print the new deployment's id and return.")
+@click.option("--timeout", type=float, default=1800, show_default=True)
+@click.option("-o", "--output", type=click.Choice(["text", "json", "id"]), default="text")
+def rollback(
+    deployment_id: str,
+    to_deployment_id: str | None,
+    yes: bool,
+    detach: bool,
+    timeout: float,
+    output: str,
+) -> None:
+    """Go back from DEPLOYMENT_ID to the release of the previous good deployment (or
+    --to's): shows the target's commit, ref and age, and asks, first."""
+    from deployforge_client._core import path
+
+    with _client() as df:
+        current = df.deployments.get(deployment_id)
+        target = (
+            df.deployments.get(to_deployment_id)
+            if to_deployment_id
+            else _previous_good(df, current)
+        )
+        if target is None:
+            _fail(1, "no earlier succeeded deployment of that service there to go back to")
+        age = _age(target.get("finished_at") or target.get("created_at"))
+        commit = str(target.get("commit_hash") or "?")[:12]
+        click.echo(
+            f"Roll back {current['service_id']} in {current['environment_id']} to"
+            f" {target['id']}: commit {commit}, ref {target.get('ref') or '?'}, {age}.",
+            err=True,
+        )
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail(2, "--yes is required when stdin is not a terminal")
+            click.confirm("Roll back?", abort=True, err=True)
+        body = {"to_deployment_id": target["id"]}
+        created = df.post(path("/v1/deployments/{}/rollback", deployment_id), body)
+        click.echo(f"Deployment {created['id']} created.", err=True)
+        if detach:
+            _show(created, output)
+            return
+        _follow(df, created["id"], output, timeout)
+
+
+def _previous_good(df: DeployForge, current: dict[str, Any]) -> dict[str, Any] | None:
+    for deployment in df.paginate(
+        "/v1/deployments",
+        service_id=current["service_id"],
+        environment_id=current["environment_id"],
+        status="succeeded",
+    ):
+        if deployment["id"] != current["id"] and deployment["created_at"] < current["created_at"]:
+            return deployment
+    return None
+
+
+def _age(when: str | None) -> str:
+    from datetime import UTC, datetime
+
+    if not when:
+        return "of unknown age"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+@deployments.command("view")
+@click.argument("deployment_id")
+@click.option("-o", "--output", type=click.Choice(["text", "json", "id"]), default="text")
+def view_deployment(deployment_id: str, output: str) -> None:
+    """One deployment: status, commit, steps."""
+    with _client() as df:
+        deployment = df.deployments.get(deployment_id)
+    if output != "text":
+        _show(deployment, output)
+        return
+    for key in ("id", "service_id", "environment_id", "status", "ref", "commit_hash",
+                "created_at", "finished_at", "failure_reason"):  # fmt: skip
+        if deployment.get(key) is not None:
+            click.echo(f"{key}: {deployment[key]}")
+
+
+@deployments.command("cancel")
+@click.argument("deployment_id")
+def cancel_deployment(deployment_id: str) -> None:
+    """Cancel a queued or running deployment."""
+    with _client() as df:
+        cancelled = df.deployments.cancel(deployment_id)
+    click.echo(f"{cancelled['id']} {cancelled['status']}", err=True)
+
+
+@deployments.command("wait")
+@click.argument("deployment_id")
+@click.option("--timeout", type=float, default=1800, show_default=True)
+def wait_deployment(deployment_id: str, timeout: float) -> None:
+    """Until it ends: exit 0 succeeded, 3 failed or cancelled, 8 timed out."""
+    with _client() as df:
+        final = df.deployments.wait(deployment_id, timeout=timeout)
+    click.echo(f"{final['id']} {final['status']}", err=True)
+    if final["status"] != "succeeded":
+        sys.exit(3)
+
+
+@main.command()
+@click.argument("deployment_id")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing lines as they come.")
+@click.option("--tail", type=click.IntRange(1, 10_000), help="Only the last N lines.")
+@click.option("--since", help="Only lines at or after this time (RFC 3339).")
+def logs(deployment_id: str, follow: bool, tail: int | None, since: str | None) -> None:
+    """A deployment's log, a line each (flushed, so `| grep` sees each at once)."""
+    from deployforge_client._core import path
+
+    route = path("/v1/deployments/{}/logs", deployment_id)
+    with _client() as df:
+        if follow:
+            for event in df.events(route, follow=True, tail=tail, since=since):
+                if event.event == "log" and isinstance(event.data, dict):
+                    click.echo(event.data.get("line", ""))
+                elif event.event == "end":
+                    return
+            return
+        answer = df.get(route, tail=tail, since=since)
+    for line in answer["lines"]:
+        click.echo(line["line"])
 
 
 def _describe(change: Any) -> str:

@@ -1,7 +1,9 @@
 """dfctl as a subprocess against a running suite: login keeps a named token (never the
 password) in a 0600 file and says so; a real git app deployed with exit 0 and its log
-on stdout; a failing build exits 3; `-o json` is JSON and nothing else; off a TTY
-nothing prompts (exit 2 naming the flag); without a credential, exit 4."""
+on stdout; its log read back, followed and cut by `head` cleanly; a rollback shown,
+refused off a TTY without --yes, then done; a failing build exits 3; `-o json` is JSON
+and nothing else; off a TTY nothing prompts (exit 2 naming the flag); without a
+credential, exit 4."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 from tests.integration.deploy.test_agent_deploys import (  # the fixtures too
+    commit_version,
     make_service,
     repo,
     workspace,
@@ -34,6 +37,18 @@ async def _dfctl(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(stdin), timeout=timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def _shell(home: Path, command: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYFORGE_")}
+    env["XDG_CONFIG_HOME"] = str(home)
+    process = await asyncio.create_subprocess_shell(
+        command, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -73,6 +88,28 @@ async def test_dfctl_logs_in_deploys_and_fails_with_the_documented_codes(
     assert code == 0
     listed = json.loads(out)  # stdout holds the JSON and nothing else
     assert [d["status"] for d in listed] == ["succeeded"]
+
+    [first] = [d["id"] for d in listed]
+    code, out, _ = await _dfctl(home, "logs", first, "--tail", "50")
+    assert code == 0 and "building v1" in out.splitlines()
+    code, out, err = await _shell(home, f"{DFCTL} logs {first} -f | head -n 1")
+    assert code == 0 and len(out.splitlines()) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+    # A second release, then back to the first: shown, asked (refused off a TTY), done.
+    commit_version(repo, "v2")
+    code, _, err = await _dfctl(home, "deploy", deployer.service, "--env", deployer.env)
+    assert code == 0, err
+    code, out, _ = await _dfctl(home, "deployments", "list", "-o", "id")
+    second = out.splitlines()[0]
+    code, _, err = await _dfctl(home, "rollback", second)
+    assert code == 2 and "--yes" in err and first in err  # the target was shown first
+    code, out, err = await _dfctl(home, "rollback", second, "--yes", "-o", "json")
+    assert code == 0, err
+    rolled = json.loads(out)
+    assert rolled["status"] == "succeeded"
+    code, out, _ = await _dfctl(home, "deployments", "view", first, "-o", "json")
+    assert rolled["commit_hash"] == json.loads(out)["commit_hash"]
 
     resp = await stack.client.patch(
         f"/v1/services/{deployer.service}",
