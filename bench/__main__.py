@@ -12,7 +12,18 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import appends, deploys, door, drift, edge, gateway, issuance, lag, webhooks
+from bench import (
+    appends,
+    clients,
+    deploys,
+    door,
+    drift,
+    edge,
+    gateway,
+    issuance,
+    lag,
+    webhooks,
+)
 from bench.machine import ROOT, facts, load_average
 from bench.report import Table, kept_tables, render_text, results_section, write_results
 from bench.servers import BenchServers, provision
@@ -85,6 +96,15 @@ async def _drift(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
     return await drift.run(servers.servers, work_dir, settings)
 
 
+async def _clients(servers: BenchServers, work_dir: Path, quick: bool) -> Table:
+    settings = (
+        clients.Settings(runs=3, duration=1.0, rounds=1, warmup=0.3)
+        if quick
+        else clients.Settings()
+    )
+    return await clients.run(servers.servers, work_dir, settings)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "appends": _appends,
     "door": _door,
@@ -95,6 +115,7 @@ BENCHMARKS: dict[str, Runner] = {
     "edge": _edge,
     "issuance": _issuance,
     "drift": _drift,
+    "clients": _clients,
 }
 
 

@@ -8,9 +8,8 @@ with DeployForge("https://deploy.example.com", token) as df:
     print(run.wait()["status"])
 """
 
-from deployforge_client._async import AsyncDeployForge
-from deployforge_client._core import ServerSentEvent
-from deployforge_client._sync import DeployForge
+from typing import TYPE_CHECKING, Any
+
 from deployforge_client.errors import (
     APIConnectionError,
     APIError,
@@ -26,6 +25,28 @@ from deployforge_client.errors import (
     ValidationError,
     WaitTimedOut,
 )
+
+if TYPE_CHECKING:
+    from deployforge_client._async import AsyncDeployForge
+    from deployforge_client._core import ServerSentEvent
+    from deployforge_client._sync import DeployForge
+
+# The clients load httpx (a tenth of a second): imported when first asked for, so that
+# `dfctl --help` and the exceptions cost nothing of it.
+_LAZY = {
+    "DeployForge": "deployforge_client._sync",
+    "AsyncDeployForge": "deployforge_client._async",
+    "ServerSentEvent": "deployforge_client._core",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'deployforge_client' has no attribute {name!r}")
+
 
 __all__ = [
     "APIConnectionError",
