@@ -26,6 +26,7 @@ from gateway.routes import (
     deployments,
     domains,
     drift,
+    drift_settings,
     environments,
     health,
     infrastructure,
@@ -72,6 +73,7 @@ ROUTE_TABLES = (
     certificates.api,
     infrastructure.api,
     drift.api,
+    drift_settings.api,
     webhooks.api,
     meta_api,
 )

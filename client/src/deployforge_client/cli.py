@@ -12,9 +12,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from deployforge_client.cli_auth import auth
+from deployforge_client.cli_credentials import client, exit_code, fail
 
 if TYPE_CHECKING:
     from deployforge_client import DeployForge
@@ -30,69 +33,6 @@ EXIT_CODES = {
     8: "the wait timed out (the deployment goes on)",
 }
 OUTPUTS = click.Choice(["table", "json", "ndjson", "id"])
-
-
-# --- where the credential lives ----------------------------------------------------------
-
-
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "deployforge" / "config.json"
-
-
-def _load_config() -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = json.loads(config_path().read_text())
-        return loaded
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_config(config: dict[str, Any]) -> None:
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(config, out, indent=2)
-    os.replace(temporary, path)
-
-
-def _credentials() -> tuple[str | None, str | None, str]:
-    """API URL, token and where they came from; the environment wins."""
-    stored = _load_config()
-    url = os.environ.get("DEPLOYFORGE_API_URL") or stored.get("api_url")
-    if os.environ.get("DEPLOYFORGE_TOKEN"):
-        return url, os.environ["DEPLOYFORGE_TOKEN"], "the DEPLOYFORGE_TOKEN variable"
-    if stored.get("token"):
-        return url, str(stored["token"]), f"{config_path()} (a file, mode 0600)"
-    return url, None, "nowhere"
-
-
-def _client() -> DeployForge:
-    from deployforge_client import DeployForge
-
-    url, token, _ = _credentials()
-    if not token:
-        _fail(4, "not logged in: run `dfctl auth login`, or set DEPLOYFORGE_TOKEN")
-    return DeployForge(url, token)
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _exit_code(exc: Exception) -> int:
-    from deployforge_client import errors
-
-    return {
-        errors.AuthenticationRequired: 4,
-        errors.AuthorizationDenied: 5,
-        errors.NotFound: 6,
-        errors.WaitTimedOut: 8,
-        errors.ValidationError: 2,
-    }.get(type(exc), 1)
 
 
 class Group(click.Group):
@@ -113,7 +53,7 @@ class Group(click.Group):
 
             if not isinstance(exc, DeployForgeError):
                 raise
-            _fail(_exit_code(exc), str(exc))
+            fail(exit_code(exc), str(exc))
 
 
 # --- output --------------------------------------------------------------------------------
@@ -146,104 +86,7 @@ def main() -> None:
     """DeployForge: deploy, follow, roll back. `dfctl help exit-codes` for scripts."""
 
 
-@main.group()
-def auth() -> None:
-    """Log in, log out, and say where the credential is kept."""
-
-
-@auth.command("login")
-@click.option("--api-url", envvar="DEPLOYFORGE_API_URL", help="The server (default: stored).")
-@click.option("--email", help="Your email (prompted on a TTY).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@click.option("--with-token", is_flag=True, help="Read an API token from stdin instead.")
-def login(api_url: str | None, email: str | None, password_stdin: bool, with_token: bool) -> None:
-    """Keep a named API token for this machine (never the password)."""
-    from deployforge_client import DeployForge
-
-    api_url = api_url or _load_config().get("api_url")
-    if not api_url:
-        _fail(2, "give the server: --api-url (or DEPLOYFORGE_API_URL)")
-    if with_token:
-        token = sys.stdin.readline().strip()
-        if not token:
-            _fail(2, "--with-token: no token on stdin")
-        with DeployForge(api_url, token) as df:
-            me = df.get("/v1/users/me")
-        _store(api_url, token, None, me["email"])
-        return
-    interactive = sys.stdin.isatty()
-    if email is None:
-        if not interactive:
-            _fail(2, "--email is required when stdin is not a terminal")
-        email = click.prompt("Email")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    elif interactive:
-        password = click.prompt("Password", hide_input=True)
-    else:
-        _fail(2, "--password-stdin (or --with-token) is required when stdin is not a terminal")
-    with DeployForge(api_url, None) as anonymous:
-        session = anonymous.post("/v1/auth/login", {"email": email, "password": password})
-    name = f"dfctl on {os.uname().nodename}"[:100]
-    with DeployForge(api_url, session["access_token"]) as df:
-        created = _issue_token(df, name)
-    _store(api_url, created["token"], created["id"], email)
-
-
-def _issue_token(df: DeployForge, name: str) -> dict[str, Any]:
-    """The widest token the user's role allows."""
-    from deployforge_client.errors import APIError
-
-    last: APIError | None = None
-    for scopes in (["read", "write", "deploy", "admin"], ["read", "write", "deploy"], ["read"]):
-        try:
-            created: dict[str, Any] = df.post("/v1/tokens", {"name": name, "scopes": scopes})
-            return created
-        except APIError as exc:
-            if exc.status not in (403, 422):
-                raise
-            last = exc
-    assert last is not None
-    raise last
-
-
-def _store(api_url: str, token: str, token_id: str | None, email: str) -> None:
-    click.echo(
-        f"warning: no keyring here: the token is stored in {config_path()} (mode 0600)",
-        err=True,
-    )
-    _save_config({"api_url": api_url, "token": token, "token_id": token_id, "user": email})
-    click.echo(f"Logged in to {api_url} as {email}.", err=True)
-
-
-@auth.command("status")
-def status() -> None:
-    """Who you are, on which server, and where the credential is kept."""
-    url, token, where = _credentials()
-    if not token:
-        _fail(4, "not logged in")
-    with _client() as df:
-        me = df.get("/v1/users/me")
-    click.echo(f"{me['email']} on {url}; the credential is in {where}")
-
-
-@auth.command("logout")
-def logout() -> None:
-    """Revoke the stored token and forget it."""
-    stored = _load_config()
-    if not stored.get("token"):
-        _fail(4, "not logged in")
-    from deployforge_client import DeployForge
-    from deployforge_client.errors import APIError
-
-    if stored.get("token_id"):
-        with DeployForge(stored.get("api_url"), stored["token"]) as df:
-            try:
-                df.delete(f"/v1/tokens/{stored['token_id']}")
-            except APIError as exc:
-                click.echo(f"warning: the token could not be revoked: {exc}", err=True)
-    _save_config({"api_url": stored.get("api_url")})
-    click.echo("Logged out.", err=True)
+main.add_command(auth)
 
 
 @main.group()
@@ -261,7 +104,7 @@ def list_deployments(
     service_id: str | None, environment_id: str | None, status: str | None, limit: int, output: str
 ) -> None:
     """Newest first."""
-    with _client() as df:
+    with client() as df:
         found = []
         filters = {"service_id": service_id, "environment_id": environment_id, "status": status}
         for deployment in df.paginate("/v1/deployments", **filters):
@@ -290,7 +133,7 @@ def deploy(
 ) -> None:
     """Deploy SERVICE_ID to --env and follow it: its steps and log lines as they come.
     Exit 0 when it succeeds, 3 when it fails or is cancelled."""
-    with _client() as df:
+    with client() as df:
         run = df.services.deploy(service_id, environment_id=environment_id, ref=ref,
                                  strategy=strategy)  # fmt: skip
         click.echo(f"Deployment {run.id} created.", err=True)
@@ -319,7 +162,7 @@ def _follow(df: DeployForge, deployment_id: str, output: str, timeout: float) ->
             elif event.event == "end":
                 break
             if time.monotonic() > deadline:
-                _fail(
+                fail(
                     8, f"still running after {timeout:g} s: dfctl deployments wait {deployment_id}"
                 )
     except KeyboardInterrupt:
@@ -333,7 +176,7 @@ def _follow(df: DeployForge, deployment_id: str, output: str, timeout: float) ->
     _show(final, output)
     if final["status"] != "succeeded":
         reason = final.get("failure_reason") or final["status"]
-        _fail(3, f"deployment {deployment_id} {final['status']}: {reason}")
+        fail(3, f"deployment {deployment_id} {final['status']}: {reason}")
     return None
 
 
@@ -356,7 +199,7 @@ def rollback(
     --to's): shows the target's commit, ref and age, and asks, first."""
     from deployforge_client._core import path
 
-    with _client() as df:
+    with client() as df:
         current = df.deployments.get(deployment_id)
         target = (
             df.deployments.get(to_deployment_id)
@@ -364,7 +207,7 @@ def rollback(
             else _previous_good(df, current)
         )
         if target is None:
-            _fail(1, "no earlier succeeded deployment of that service there to go back to")
+            fail(1, "no earlier succeeded deployment of that service there to go back to")
         age = _age(target.get("finished_at") or target.get("created_at"))
         commit = str(target.get("commit_hash") or "?")[:12]
         click.echo(
@@ -374,7 +217,7 @@ def rollback(
         )
         if not yes:
             if not sys.stdin.isatty():
-                _fail(2, "--yes is required when stdin is not a terminal")
+                fail(2, "--yes is required when stdin is not a terminal")
             click.confirm("Roll back?", abort=True, err=True)
         body = {"to_deployment_id": target["id"]}
         created = df.post(path("/v1/deployments/{}/rollback", deployment_id), body)
@@ -414,7 +257,7 @@ def _age(when: str | None) -> str:
 @click.option("-o", "--output", type=click.Choice(["text", "json", "id"]), default="text")
 def view_deployment(deployment_id: str, output: str) -> None:
     """One deployment: status, commit, steps."""
-    with _client() as df:
+    with client() as df:
         deployment = df.deployments.get(deployment_id)
     if output != "text":
         _show(deployment, output)
@@ -429,7 +272,7 @@ def view_deployment(deployment_id: str, output: str) -> None:
 @click.argument("deployment_id")
 def cancel_deployment(deployment_id: str) -> None:
     """Cancel a queued or running deployment."""
-    with _client() as df:
+    with client() as df:
         cancelled = df.deployments.cancel(deployment_id)
     click.echo(f"{cancelled['id']} {cancelled['status']}", err=True)
 
@@ -439,7 +282,7 @@ def cancel_deployment(deployment_id: str) -> None:
 @click.option("--timeout", type=float, default=1800, show_default=True)
 def wait_deployment(deployment_id: str, timeout: float) -> None:
     """Until it ends: exit 0 succeeded, 3 failed or cancelled, 8 timed out."""
-    with _client() as df:
+    with client() as df:
         final = df.deployments.wait(deployment_id, timeout=timeout)
     click.echo(f"{final['id']} {final['status']}", err=True)
     if final["status"] != "succeeded":
@@ -456,7 +299,7 @@ def logs(deployment_id: str, follow: bool, tail: int | None, since: str | None) 
     from deployforge_client._core import path
 
     route = path("/v1/deployments/{}/logs", deployment_id)
-    with _client() as df:
+    with client() as df:
         if follow:
             for event in df.events(route, follow=True, tail=tail, since=since):
                 if event.event == "log" and isinstance(event.data, dict):
@@ -505,10 +348,10 @@ def api(method: str, path: str, data: str | None) -> None:
         try:
             body = json.loads(text)
         except ValueError as exc:
-            _fail(2, f"--data is not JSON: {exc}")
+            fail(2, f"--data is not JSON: {exc}")
     if not path.startswith("/"):
-        _fail(2, "PATH starts with /, e.g. /v1/projects")
-    with _client() as df:
+        fail(2, "PATH starts with /, e.g. /v1/projects")
+    with client() as df:
         answer = df.request(method.upper(), path, json=body)
     if answer is not None:
         click.echo(json.dumps(answer, indent=2))

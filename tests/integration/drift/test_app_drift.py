@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.integration.deploy.test_agent_deploys import _git, commit_version, make_service
-from tests.integration.drift.helpers import scan
+from tests.integration.drift.through_the_gateway import scan
 from tests.receivers import Receivers
 
 CANARY = "canary-greeting-never-shown"

@@ -22,7 +22,7 @@ from tests.integration.deploy.test_agent_deploys import (  # the fixtures too
     repo,
     workspace,
 )
-from tests.integration.drift.helpers import scan
+from tests.integration.drift.through_the_gateway import scan
 
 __all__ = ["repo", "workspace"]  # fixtures, used by name
 

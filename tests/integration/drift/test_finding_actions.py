@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import Stack
-from tests.integration.drift import helpers
-from tests.integration.drift.helpers import environment, resource_until, scan
+from tests.integration.drift import through_the_gateway as gateway_steps
+from tests.integration.drift.through_the_gateway import environment, resource_until, scan
 from tests.moto_server import MotoServer
 
 SSH_OPEN = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
@@ -51,7 +51,7 @@ async def test_rules_remediation_triage_and_acceptance(stack: Stack, moto: MotoS
     group = (await resource_until(stack, resource, lambda r: r["status"] == "active"))[
         "provider_id"
     ]
-    ec2 = helpers.ec2(moto)
+    ec2 = gateway_steps.ec2(moto)
 
     # Out of band: SSH from anywhere, and the team tag changed by another tool.
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=SSH_OPEN)

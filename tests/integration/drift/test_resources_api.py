@@ -16,7 +16,7 @@ from libs.eventstore import EventStore
 from libs.replay import replay
 from services.drift.projection import DriftProjection
 from tests.conftest import Stack
-from tests.integration.drift.helpers import environment, resource_until
+from tests.integration.drift.through_the_gateway import environment, resource_until
 from tests.moto_server import MotoServer
 from tests.receivers import Receivers, verify
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import Stack
-from tests.integration.drift import helpers
-from tests.integration.drift.helpers import environment, scan
+from tests.integration.drift import through_the_gateway as gateway_steps
+from tests.integration.drift.through_the_gateway import environment, scan
 from tests.moto_server import MotoServer
 from tests.receivers import Receivers, verify
 
@@ -50,7 +50,7 @@ async def test_drift_is_found_resolved_and_reopened_with_its_difference(
             break
         await asyncio.sleep(0.1)
     group = state["provider_id"]
-    ec2 = helpers.ec2(moto)
+    ec2 = gateway_steps.ec2(moto)
     # Not ours: no tag. Ours by its tags, in this environment, but declared by nobody.
     ec2.create_security_group(GroupName="lookalike", Description="x")
     ghost = ec2.create_security_group(

@@ -15,8 +15,8 @@ from libs.eventstore import EventStore
 from services.drift.events import STREAM
 from services.drift.scheduler import Scheduler
 from tests.conftest import Stack
-from tests.integration.drift import helpers
-from tests.integration.drift.helpers import environment, resource_until
+from tests.integration.drift import through_the_gateway as gateway_steps
+from tests.integration.drift.through_the_gateway import environment, resource_until
 from tests.moto_server import MotoServer
 
 SSH_OPEN = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
@@ -76,7 +76,7 @@ async def test_a_remediating_schedule(stack: Stack, moto: MotoServer) -> None:
         None,
     )
 
-    ec2 = helpers.ec2(moto)
+    ec2 = gateway_steps.ec2(moto)
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=SSH_OPEN)
     nc = await nats.connect(stack.suite.nats_url)
     try:
