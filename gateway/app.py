@@ -44,6 +44,8 @@ from gateway.routes import (
     webhooks,
 )
 from gateway.settings import GatewaySettings
+from gateway.ui import STORE as UI_SESSIONS
+from gateway.ui import SessionStore, create_ui
 from gateway.user_directory import UserDirectory
 from libs.crypto import SecretBox
 from libs.database import create_pool, ensure_core_schema
@@ -95,9 +97,9 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.INSTANCES] = await instance_state.bucket(nc.jetstream(), settings.namespace)
     app[keys.RATE_LIMITER] = RateLimiter(pool)
-    app[keys.IDEMPOTENCY] = IdempotencyStore(
-        pool, SecretBox(settings.secret_key) if settings.secret_key else None
-    )
+    box = SecretBox(settings.secret_key) if settings.secret_key else None
+    app[keys.IDEMPOTENCY] = IdempotencyStore(pool, box)
+    app[UI_SESSIONS] = SessionStore(pool, box)
     waiter = ConsistencyWaiter(settings.database_url, pool)
     await waiter.start()
     app[keys.CONSISTENCY] = waiter
@@ -114,7 +116,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     )
     await authenticator.start()
     app[keys.AUTHENTICATOR] = authenticator
-    sweeper = asyncio.create_task(_sweep_idempotency_keys(app[keys.IDEMPOTENCY]))
+    sweeper = asyncio.create_task(_sweep(app[keys.IDEMPOTENCY], app[UI_SESSIONS]))
     try:
         yield
     finally:
@@ -128,13 +130,15 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         await nc.drain()
 
 
-async def _sweep_idempotency_keys(store: IdempotencyStore, every: float = 3600.0) -> None:
-    """Forget idempotency keys past their retention, once an hour (any replica may)."""
+async def _sweep(keys: IdempotencyStore, sessions: SessionStore, every: float = 3600.0) -> None:
+    """Forget idempotency keys past their retention and the UI's ended sessions, once an
+    hour (any replica may)."""
     while True:
         try:
-            await store.sweep()
+            await keys.sweep()
+            await sessions.sweep()
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("idempotency_sweep_failed", error=str(exc))
+            log.warning("sweep_failed", error=str(exc))
         await asyncio.sleep(every)
 
 
@@ -144,4 +148,5 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.cleanup_ctx.append(_connections)
     for table in ROUTE_TABLES:
         app.add_routes(table.routes)
+    app.add_subapp("/ui", create_ui())
     return app

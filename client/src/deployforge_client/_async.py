@@ -28,9 +28,12 @@ class AsyncDeployForge:
         backoff: float = 0.5,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
+        """`http`: an httpx client to share (its connection pool), left open by close()."""
         self._core = Core.from_env(base_url, token, max_retries, backoff)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport)
         self.projects = AsyncProjects(self)
         self.services = AsyncServices(self)
         self.deployments = AsyncDeployments(self)
@@ -41,8 +44,19 @@ class AsyncDeployForge:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
+    @property
+    def consistency_token(self) -> str | None:
+        """The latest X-Consistency-Token a write answered with (sent on later reads);
+        set it to carry read-your-writes over from another client."""
+        return self._core.consistency
+
+    @consistency_token.setter
+    def consistency_token(self, token: str | None) -> None:
+        self._core.consistency = token
+
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def request(
         self,
@@ -112,10 +126,13 @@ class AsyncDeployForge:
                 return
             params["cursor"] = page["next_cursor"]
 
-    async def events(self, path: str, **params: Any) -> AsyncIterator[ServerSentEvent]:
+    async def events(
+        self, path: str, *, last_event_id: str | None = None, **params: Any
+    ) -> AsyncIterator[ServerSentEvent]:
         """A server-sent event stream; after a broken connection it resumes from the
-        last event seen (Last-Event-ID), so nothing is repeated or lost."""
-        last_id: str | None = None
+        last event seen (Last-Event-ID), so nothing is repeated or lost.
+        `last_event_id`: resume after that event (one a reconnecting browser sent)."""
+        last_id: str | None = last_event_id
         attempt = 0
         while True:
             prepared = self._core.prepare("GET", path, params=params)

@@ -50,7 +50,8 @@ class Core:
         url = base_url or os.environ.get("DEPLOYFORGE_API_URL") or "http://127.0.0.1:8080"
         return cls(
             base_url=url.rstrip("/"),
-            token=token or os.environ.get("DEPLOYFORGE_TOKEN"),
+            # "" is no credential at all (a login call); None reads the environment.
+            token=token if token is not None else os.environ.get("DEPLOYFORGE_TOKEN"),
             max_retries=max_retries,
             backoff=backoff,
         )

@@ -40,6 +40,16 @@ class DeployForge:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    @property
+    def consistency_token(self) -> str | None:
+        """The latest X-Consistency-Token a write answered with (sent on later reads);
+        set it to carry read-your-writes over from another client."""
+        return self._core.consistency
+
+    @consistency_token.setter
+    def consistency_token(self, token: str | None) -> None:
+        self._core.consistency = token
+
     def close(self) -> None:
         self._http.close()
 
@@ -110,10 +120,13 @@ class DeployForge:
                 return
             params["cursor"] = page["next_cursor"]
 
-    def events(self, path: str, **params: Any) -> Iterator[ServerSentEvent]:
+    def events(
+        self, path: str, *, last_event_id: str | None = None, **params: Any
+    ) -> Iterator[ServerSentEvent]:
         """A server-sent event stream; after a broken connection it resumes from the
-        last event seen (Last-Event-ID), so nothing is repeated or lost."""
-        last_id: str | None = None
+        last event seen (Last-Event-ID), so nothing is repeated or lost.
+        `last_event_id`: resume after that event (one a reconnecting browser sent)."""
+        last_id: str | None = last_event_id
         attempt = 0
         while True:
             prepared = self._core.prepare("GET", path, params=params)

@@ -58,7 +58,7 @@ def login(api_url: str | None, email: str | None, password_stdin: bool, with_tok
         password = click.prompt("Password", hide_input=True)
     else:
         fail(2, "--password-stdin (or --with-token) is required when stdin is not a terminal")
-    with DeployForge(api_url, None) as anonymous:
+    with DeployForge(api_url, "") as anonymous:
         session = anonymous.post("/v1/auth/login", {"email": email, "password": password})
     name = f"dfctl on {os.uname().nodename}"[:100]
     with DeployForge(api_url, session["access_token"]) as df:

@@ -1,0 +1,154 @@
+"""The web UI over plain HTTP against a running suite (the browser test drives the same
+pages in chromium): sign-in makes an HttpOnly SameSite cookie and keeps the tokens on
+the server; every unsafe method checks the CSRF token and the Origin; a deployment
+started from a form is followed live, its log arriving as HTML; sign-out ends it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
+from tests.integration.deploy.test_agent_deploys import make_service, repo, workspace
+
+__all__ = ["repo", "workspace"]  # fixtures, used by name
+
+
+def _field(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no {name} in the page"
+    return found.group(1)
+
+
+async def _sign_in(client: TestClient[Any, Any]) -> str:
+    """Signs in through the form; the session's CSRF token."""
+    page = await (await client.get("/ui/login")).text()
+    resp = await client.post(
+        "/ui/login",
+        data={"login_csrf": _field(page, "login_csrf"), "email": ADMIN_EMAIL,
+              "password": ADMIN_PASSWORD, "next": "/ui/services"},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == "/ui/services"
+    cookie = resp.headers.getall("Set-Cookie")
+    session = next(c for c in cookie if c.startswith("df_session="))
+    assert "HttpOnly" in session and "SameSite=Lax" in session and "Path=/ui" in session
+    page = await (await client.get("/ui/")).text()
+    return _field(page, "csrf_token")
+
+
+async def test_sign_in_csrf_and_sign_out(stack: Stack) -> None:
+    client = stack.client
+    resp = await client.get("/ui/services", allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/ui/login?next=/ui/services"
+
+    page = await (await client.get("/ui/login")).text()
+    resp = await client.post(
+        "/ui/login",
+        data={"login_csrf": _field(page, "login_csrf"), "email": ADMIN_EMAIL, "password": "nope"},
+    )
+    assert resp.status == 401 and "Wrong email or password." in await resp.text()
+    resp = await client.post(
+        "/ui/login", data={"login_csrf": "forged", "email": ADMIN_EMAIL, "password": "x"}
+    )
+    assert resp.status == 403 and "expired" in await resp.text()
+
+    csrf = await _sign_in(client)
+    # The browser holds a random cookie; the API's tokens are sealed in the session row.
+    pool = _pool(client)
+    row = await pool.fetchrow("SELECT tokens FROM gateway.ui_sessions LIMIT 1")
+    assert b"access" not in row["tokens"]  # sealed: no JSON readable at rest
+
+    resp = await client.get("/ui/")
+    html = await resp.text()
+    assert resp.status == 200 and ADMIN_EMAIL in html
+    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY"
+
+    # Unsafe methods: no CSRF token, a wrong one, another site's Origin: all refused.
+    resp = await client.post("/ui/tokens", data={"name": "ci"})
+    assert resp.status == 403 and "CSRF" in await resp.text()
+    resp = await client.post("/ui/tokens", data={"name": "ci", "csrf_token": "x" * 43})
+    assert resp.status == 403
+    resp = await client.post(
+        "/ui/tokens",
+        data={"name": "ci", "csrf_token": csrf},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert resp.status == 403 and "another site" in await resp.text()
+    listed = await (await client.get("/v1/tokens", headers=stack.auth())).json()
+    assert not [t for t in listed["items"] if t["name"] == "ci"]
+
+    resp = await client.post(
+        "/ui/tokens", data={"name": "ci", "csrf_token": csrf, "scopes": ["read", "deploy"]}
+    )
+    html = await resp.text()
+    assert resp.status == 200 and "shown once" in html
+    secret = re.search(r'<code class="secret">([^<]+)</code>', html)
+    assert secret and secret.group(1).startswith("df")
+    # The new token is listed on the next read (read-your-writes across requests).
+    assert "<td>ci</td>" in await (await client.get("/ui/tokens")).text()
+
+    # API refusals become pages naming the problem, not stack traces.
+    resp = await client.get("/ui/deployments/dpl_missing")
+    assert resp.status == 404 and "Traceback" not in await resp.text()
+
+    resp = await client.post("/ui/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert resp.status == 303
+    assert await pool.fetchval("SELECT count(*) FROM gateway.ui_sessions") == 0
+    resp = await client.get("/ui/", allow_redirects=False)
+    assert resp.status == 303  # signed out
+
+
+async def test_a_deployment_started_from_the_page_is_followed_live(
+    stack: Stack, repo: Path, workspace: Path
+) -> None:
+    await stack.start_agent(workspace / "agent", drain_seconds=0.2, health_timeout_seconds=15)
+    deployer = await make_service(stack, repo, greeting="hello")
+    client = stack.client
+    csrf = await _sign_in(client)
+
+    page = await (await client.get(f"/ui/services/{deployer.service}")).text()
+    assert "GREETING" in page and "hello" not in page  # a secret's value is never shown
+    resp = await client.post(
+        f"/ui/services/{deployer.service}/deploy",
+        data={"csrf_token": csrf, "environment_id": deployer.env},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, await resp.text()
+    location = resp.headers["Location"]
+    assert location.startswith("/ui/deployments/")
+    page = await (await client.get(location)).text()
+    assert 'sse-connect="' in page
+
+    events: list[tuple[str, str]] = []
+    async with client.get(location + "/live", timeout=aiohttp.ClientTimeout(total=120)) as live:
+        assert live.headers["Content-Type"].startswith("text/event-stream")
+        event = ""
+        async for raw in live.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, line[6:]))
+            if event == "end" and line == "":
+                break
+    logs = [data for name, data in events if name == "log"]
+    assert any("building v1" in line for line in logs), events
+    assert all(line.startswith('<div class="line">') for line in logs)
+    assert events[-1][0] == "end" and "succeeded" in events[-1][1]
+
+    summary = await (await client.get(location + "/summary")).text()
+    assert "succeeded" in summary and "100%" in summary
+
+
+def _pool(client: TestClient[Any, Any]) -> Any:
+    from gateway import keys
+
+    return client.server.app[keys.POOL]
