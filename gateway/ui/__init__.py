@@ -17,8 +17,8 @@ import jinja2
 from aiohttp import web
 
 from gateway.ui import actions, live, pages
-from gateway.ui.sessions import SessionStore
 from gateway.ui.handling import HTTP, PREFIX, STORE, ui_middleware
+from gateway.ui.sessions import SessionStore
 
 __all__ = ["PREFIX", "STORE", "SessionStore", "create_ui"]
 HERE = Path(__file__).parent

@@ -13,7 +13,6 @@ from aiohttp import web
 from deployforge_client.errors import APIError
 
 from gateway.ui.api import sign_in, sign_out
-from gateway.ui.pages import quoted
 from gateway.ui.handling import (
     COOKIE,
     HTTP,
@@ -27,6 +26,7 @@ from gateway.ui.handling import (
     safe_next,
     set_cookie,
 )
+from gateway.ui.pages import quoted
 
 routes = web.RouteTableDef()
 
