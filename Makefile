@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install up test unit integration integration-machine lint typecheck bench clean
+.PHONY: install up test unit integration integration-machine lint typecheck bench clean models
 
 $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The SDK's TypedDicts from the OpenAPI document (tests/unit/client/test_models.py).
+models: install
+	$(BIN)/python client/generate_models.py

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from deployforge_client import models
 from deployforge_client._core import TERMINAL, Core, Prepared, ServerSentEvent, SSEParser, path
 from deployforge_client.errors import APIConnectionError, WaitTimedOut
 
@@ -115,7 +116,7 @@ class AsyncDeployForge:
     async def delete(self, path: str) -> Any:
         return await self.request("DELETE", path)
 
-    async def paginate(self, path: str, **params: Any) -> AsyncIterator[dict[str, Any]]:
+    async def paginate(self, path: str, **params: Any) -> AsyncIterator[Any]:
         """Every item of a list, page after page (`limit` per page, 200 at most)."""
         params.setdefault("limit", 200)
         while True:
@@ -166,20 +167,20 @@ class AsyncProjects:
     def __init__(self, client: AsyncDeployForge) -> None:
         self._client = client
 
-    def list(self) -> AsyncIterator[dict[str, Any]]:
+    def list(self) -> AsyncIterator[models.Project]:
         return self._client.paginate("/v1/projects")
 
     async def create(
         self, name: str, *, description: str | None = None, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> models.Project:
         body = {"name": name} | ({"description": description} if description else {})
-        result: dict[str, Any] = await self._client.post(
+        result: models.Project = await self._client.post(
             "/v1/projects", body, idempotency_key=idempotency_key
         )
         return result
 
-    async def get(self, project_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.get(path("/v1/projects/{}", project_id))
+    async def get(self, project_id: str) -> models.Project:
+        result: models.Project = await self._client.get(path("/v1/projects/{}", project_id))
         return result
 
 
@@ -208,22 +209,24 @@ class AsyncDeployments:
     def __init__(self, client: AsyncDeployForge) -> None:
         self._client = client
 
-    async def get(self, deployment_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.get(path("/v1/deployments/{}", deployment_id))
+    async def get(self, deployment_id: str) -> models.Deployment:
+        result: models.Deployment = await self._client.get(
+            path("/v1/deployments/{}", deployment_id)
+        )
         return result
 
-    def list(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+    def list(self, **filters: Any) -> AsyncIterator[models.Deployment]:
         return self._client.paginate("/v1/deployments", **filters)
 
-    async def cancel(self, deployment_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.post(
+    async def cancel(self, deployment_id: str) -> models.Deployment:
+        result: models.Deployment = await self._client.post(
             path("/v1/deployments/{}/cancel", deployment_id)
         )
         return result
 
     async def wait(
         self, deployment_id: str, *, timeout: float = 900, poll: float = 0.5
-    ) -> dict[str, Any]:
+    ) -> models.Deployment:
         """The deployment once it has ended (succeeded, failed, cancelled)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -239,12 +242,12 @@ class AsyncDeploymentRun:
     """A deployment just started: `.wait()` for its end, `.stream()` its log and
     status as they come."""
 
-    def __init__(self, client: AsyncDeployForge, data: dict[str, Any]) -> None:
+    def __init__(self, client: AsyncDeployForge, data: models.Deployment) -> None:
         self._client = client
         self.data = data
         self.id: str = data["id"]
 
-    async def wait(self, *, timeout: float = 900, poll: float = 0.5) -> dict[str, Any]:
+    async def wait(self, *, timeout: float = 900, poll: float = 0.5) -> models.Deployment:
         self.data = await self._client.deployments.wait(self.id, timeout=timeout, poll=poll)
         return self.data
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from deployforge_client import models
 from deployforge_client._core import TERMINAL, Core, Prepared, ServerSentEvent, SSEParser, path
 from deployforge_client.errors import APIConnectionError, WaitTimedOut
 
@@ -110,7 +111,7 @@ class DeployForge:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
-    def paginate(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+    def paginate(self, path: str, **params: Any) -> Iterator[Any]:
         """Every item of a list, page after page (`limit` per page, 200 at most)."""
         params.setdefault("limit", 200)
         while True:
@@ -159,20 +160,20 @@ class Projects:
     def __init__(self, client: DeployForge) -> None:
         self._client = client
 
-    def list(self) -> Iterator[dict[str, Any]]:
+    def list(self) -> Iterator[models.Project]:
         return self._client.paginate("/v1/projects")
 
     def create(
         self, name: str, *, description: str | None = None, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> models.Project:
         body = {"name": name} | ({"description": description} if description else {})
-        result: dict[str, Any] = self._client.post(
+        result: models.Project = self._client.post(
             "/v1/projects", body, idempotency_key=idempotency_key
         )
         return result
 
-    def get(self, project_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._client.get(path("/v1/projects/{}", project_id))
+    def get(self, project_id: str) -> models.Project:
+        result: models.Project = self._client.get(path("/v1/projects/{}", project_id))
         return result
 
 
@@ -201,20 +202,22 @@ class Deployments:
     def __init__(self, client: DeployForge) -> None:
         self._client = client
 
-    def get(self, deployment_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._client.get(path("/v1/deployments/{}", deployment_id))
+    def get(self, deployment_id: str) -> models.Deployment:
+        result: models.Deployment = self._client.get(path("/v1/deployments/{}", deployment_id))
         return result
 
-    def list(self, **filters: Any) -> Iterator[dict[str, Any]]:
+    def list(self, **filters: Any) -> Iterator[models.Deployment]:
         return self._client.paginate("/v1/deployments", **filters)
 
-    def cancel(self, deployment_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._client.post(path("/v1/deployments/{}/cancel", deployment_id))
+    def cancel(self, deployment_id: str) -> models.Deployment:
+        result: models.Deployment = self._client.post(
+            path("/v1/deployments/{}/cancel", deployment_id)
+        )
         return result
 
     def wait(
         self, deployment_id: str, *, timeout: float = 900, poll: float = 0.5
-    ) -> dict[str, Any]:
+    ) -> models.Deployment:
         """The deployment once it has ended (succeeded, failed, cancelled)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -230,12 +233,12 @@ class DeploymentRun:
     """A deployment just started: `.wait()` for its end, `.stream()` its log and
     status as they come."""
 
-    def __init__(self, client: DeployForge, data: dict[str, Any]) -> None:
+    def __init__(self, client: DeployForge, data: models.Deployment) -> None:
         self._client = client
         self.data = data
         self.id: str = data["id"]
 
-    def wait(self, *, timeout: float = 900, poll: float = 0.5) -> dict[str, Any]:
+    def wait(self, *, timeout: float = 900, poll: float = 0.5) -> models.Deployment:
         self.data = self._client.deployments.wait(self.id, timeout=timeout, poll=poll)
         return self.data
 

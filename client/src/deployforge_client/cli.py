@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from deployforge_client.cli_credentials import client, exit_code, fail
 
 if TYPE_CHECKING:
     from deployforge_client import DeployForge
+    from deployforge_client.models import Deployment
 
 EXIT_CODES = {
     0: "success (for deploy and wait: the deployment succeeded)",
@@ -228,9 +230,8 @@ def rollback(
         _follow(df, created["id"], output, timeout)
 
 
-def _previous_good(df: DeployForge, current: dict[str, Any]) -> dict[str, Any] | None:
-    for deployment in df.paginate(
-        "/v1/deployments",
+def _previous_good(df: DeployForge, current: Deployment) -> Deployment | None:
+    for deployment in df.deployments.list(
         service_id=current["service_id"],
         environment_id=current["environment_id"],
         status="succeeded",
@@ -321,7 +322,7 @@ def _describe(change: Any) -> str:
     return f"deployment {change.get('status')}"
 
 
-def _show(deployment: dict[str, Any], output: str) -> None:
+def _show(deployment: Mapping[str, Any], output: str) -> None:
     if output == "json":
         click.echo(json.dumps(deployment, indent=2))
     elif output == "id":
