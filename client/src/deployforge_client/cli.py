@@ -19,6 +19,15 @@ import click
 
 from deployforge_client.cli_auth import auth
 from deployforge_client.cli_credentials import client, exit_code, fail
+from deployforge_client.cli_follow import follow
+from deployforge_client.cli_operations import completion, drift, events, status, step, vars_
+from deployforge_client.cli_output import LIST_OUTPUTS, ONE_OUTPUTS, emit_list, emit_one
+from deployforge_client.cli_resource_actions import (
+    domain_actions,
+    pipeline_actions,
+    webhook_actions,
+)
+from deployforge_client.cli_resources import RESOURCES, register
 
 if TYPE_CHECKING:
     from deployforge_client import DeployForge
@@ -34,7 +43,6 @@ EXIT_CODES = {
     6: "not found",
     8: "the wait timed out (the deployment goes on)",
 }
-OUTPUTS = click.Choice(["table", "json", "ndjson", "id"])
 
 
 class Group(click.Group):
@@ -58,28 +66,6 @@ class Group(click.Group):
             fail(exit_code(exc), str(exc))
 
 
-# --- output --------------------------------------------------------------------------------
-
-
-def _emit(items: list[dict[str, Any]], output: str, columns: list[str]) -> None:
-    if output == "json":
-        click.echo(json.dumps(items, indent=2))
-    elif output == "ndjson":
-        for item in items:
-            click.echo(json.dumps(item))
-    elif output == "id":
-        for item in items:
-            click.echo(item["id"])
-    else:
-        rows = [[str(item.get(c, "") if item.get(c) is not None else "") for c in columns]
-                for item in items]  # fmt: skip
-        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-        if sys.stdout.isatty():
-            click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-        for row in rows:
-            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
 # --- commands ------------------------------------------------------------------------------
 
 
@@ -89,6 +75,14 @@ def main() -> None:
 
 
 main.add_command(auth)
+for command in (status, vars_, drift, step, events, completion):
+    main.add_command(command)
+EXTRA_ACTIONS = {"webhooks": webhook_actions, "domains": domain_actions,
+                 "pipelines": pipeline_actions}  # fmt: skip
+for resource in RESOURCES:
+    group = register(main, resource)
+    if resource.group in EXTRA_ACTIONS:
+        EXTRA_ACTIONS[resource.group](group)
 
 
 @main.group()
@@ -101,7 +95,7 @@ def deployments() -> None:
 @click.option("--env", "environment_id", help="Only this environment's.")
 @click.option("--status", help="Only deployments in this status.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("-o", "--output", type=OUTPUTS, default="table")
+@click.option("-o", "--output", type=LIST_OUTPUTS, default="table")
 def list_deployments(
     service_id: str | None, environment_id: str | None, status: str | None, limit: int, output: str
 ) -> None:
@@ -113,7 +107,7 @@ def list_deployments(
             found.append(deployment)
             if len(found) >= limit:
                 break
-    _emit(found, output, ["id", "service_id", "environment_id", "status", "created_at"])
+    emit_list(found, output, ["id", "service_id", "environment_id", "status", "created_at"])
 
 
 @main.command()
@@ -142,44 +136,7 @@ def deploy(
         if detach:
             _show(run.data, output)
             return
-        _follow(df, run.id, output, timeout)
-
-
-def _follow(df: DeployForge, deployment_id: str, output: str, timeout: float) -> None:
-    """Print the deployment's log (stdout) and step changes (stderr) until it ends; exit
-    3 unless it succeeded, 8 past `timeout`."""
-    import time
-
-    from deployforge_client._core import path
-
-    deadline = time.monotonic() + timeout
-    try:
-        for event in df.events(path("/v1/deployments/{}/logs", deployment_id), follow=True):
-            if event.event == "log":
-                line = event.data.get("line", "") if isinstance(event.data, dict) else ""
-                if output == "text":
-                    click.echo(line)
-            elif event.event == "status":
-                click.echo(f"== {_describe(event.data)}", err=True)
-            elif event.event == "end":
-                break
-            if time.monotonic() > deadline:
-                fail(
-                    8, f"still running after {timeout:g} s: dfctl deployments wait {deployment_id}"
-                )
-    except KeyboardInterrupt:
-        click.echo(
-            f"\nDetached; the deployment goes on. Cancel it: dfctl deployments cancel"
-            f" {deployment_id}",
-            err=True,
-        )
-        sys.exit(130)
-    final = df.deployments.wait(deployment_id, timeout=max(1.0, deadline - time.monotonic()))
-    _show(final, output)
-    if final["status"] != "succeeded":
-        reason = final.get("failure_reason") or final["status"]
-        fail(3, f"deployment {deployment_id} {final['status']}: {reason}")
-    return None
+        follow(df, run.id, output, timeout)
 
 
 @main.command()
@@ -227,7 +184,7 @@ def rollback(
         if detach:
             _show(created, output)
             return
-        _follow(df, created["id"], output, timeout)
+        follow(df, created["id"], output, timeout)
 
 
 def _previous_good(df: DeployForge, current: Deployment) -> Deployment | None:
@@ -255,18 +212,14 @@ def _age(when: str | None) -> str:
 
 @deployments.command("view")
 @click.argument("deployment_id")
-@click.option("-o", "--output", type=click.Choice(["text", "json", "id"]), default="text")
+@click.option("-o", "--output", type=ONE_OUTPUTS, default="text")
 def view_deployment(deployment_id: str, output: str) -> None:
-    """One deployment: status, commit, steps."""
+    """One deployment: status, commit, progress."""
     with client() as df:
         deployment = df.deployments.get(deployment_id)
-    if output != "text":
-        _show(deployment, output)
-        return
-    for key in ("id", "service_id", "environment_id", "status", "ref", "commit_hash",
-                "created_at", "finished_at", "failure_reason"):  # fmt: skip
-        if deployment.get(key) is not None:
-            click.echo(f"{key}: {deployment[key]}")
+    emit_one(deployment, output, ["id", "service_id", "environment_id", "status", "ref",
+                                  "commit_hash", "progress", "created_at", "finished_at",
+                                  "failure_reason"])  # fmt: skip
 
 
 @deployments.command("cancel")
@@ -311,15 +264,6 @@ def logs(deployment_id: str, follow: bool, tail: int | None, since: str | None) 
         answer = df.get(route, tail=tail, since=since)
     for line in answer["lines"]:
         click.echo(line["line"])
-
-
-def _describe(change: Any) -> str:
-    if not isinstance(change, dict):
-        return str(change)
-    step, state = change.get("step"), change.get("state")
-    if step:
-        return f"{step}: {state or ''} (deployment {change.get('status')})".replace(": (", " (")
-    return f"deployment {change.get('status')}"
 
 
 def _show(deployment: Mapping[str, Any], output: str) -> None:

@@ -49,13 +49,43 @@ def credentials() -> tuple[str | None, str | None, str]:
     return url, None, "nowhere"
 
 
+# How long a write's consistency token is sent on the next invocations' reads.
+CONSISTENCY_SECONDS = 60.0
+
+
 def client() -> DeployForge:
+    """The client for this invocation. The last write's consistency token is kept for a
+    minute (beside the config) and sent on reads, so that `dfctl tokens delete` then
+    `dfctl tokens list` already shows the change (read-your-writes across commands)."""
+    import atexit
+    import time
+
     from deployforge_client import DeployForge
 
     url, token, _ = credentials()
     if not token:
         fail(4, "not logged in: run `dfctl auth login`, or set DEPLOYFORGE_TOKEN")
-    return DeployForge(url, token)
+    df = DeployForge(url, token)
+    kept = config_path().with_name("consistency.json")
+    try:
+        last = json.loads(kept.read_text())
+        if last.get("api_url") == url and time.time() - last["at"] < CONSISTENCY_SECONDS:
+            df.consistency_token = last["token"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    before = df.consistency_token
+
+    def keep() -> None:
+        if df.consistency_token and df.consistency_token != before:
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                body = {"api_url": url, "token": df.consistency_token, "at": time.time()}
+                kept.write_text(json.dumps(body))
+            except OSError:
+                pass  # a read-only home: reads are only eventually consistent then
+
+    atexit.register(keep)
+    return df
 
 
 def fail(code: int, message: str) -> NoReturn:
