@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from deployforge_client import cli_contexts
 from deployforge_client.cli_auth import auth
 from deployforge_client.cli_credentials import client, exit_code, fail
 from deployforge_client.cli_follow import follow
@@ -70,11 +71,15 @@ class Group(click.Group):
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("--context", "context_name", envvar="DEPLOYFORGE_CONTEXT",
+              help="Use this context (server and organization) for this command.")  # fmt: skip
+def main(context_name: str | None) -> None:
     """DeployForge: deploy, follow, roll back. `dfctl help exit-codes` for scripts."""
+    cli_contexts.chosen = context_name
 
 
 main.add_command(auth)
+main.add_command(cli_contexts.context)
 for command in (status, vars_, drift, step, events, completion):
     main.add_command(command)
 EXTRA_ACTIONS = {"webhooks": webhook_actions, "domains": domain_actions,

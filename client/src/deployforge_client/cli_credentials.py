@@ -1,52 +1,31 @@
-"""dfctl's credential: where it is kept (the environment first, then a 0600 file in the
-XDG config directory), the client made with it, and how a command ends in failure."""
+"""dfctl's credential: the environment's first, then the current context's (see
+cli_contexts: the keyring, or a 0600 file); the client made with it; and how a
+command ends in failure."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+
+from deployforge_client.cli_contexts import config_path, current, token_of
 
 if TYPE_CHECKING:
     from deployforge_client import DeployForge
 
 
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "deployforge" / "config.json"
-
-
-def load_config() -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = json.loads(config_path().read_text())
-        return loaded
-    except (OSError, ValueError):
-        return {}
-
-
-def save_config(config: dict[str, Any]) -> None:
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(config, out, indent=2)
-    os.replace(temporary, path)
-
-
 def credentials() -> tuple[str | None, str | None, str]:
-    """API URL, token and where they came from; the environment wins."""
-    stored = load_config()
-    url = os.environ.get("DEPLOYFORGE_API_URL") or stored.get("api_url")
+    """API URL, token and where they came from; the environment wins over the current
+    context (`--context`, DEPLOYFORGE_CONTEXT, or `dfctl context use`)."""
+    name, context = current()
+    url = os.environ.get("DEPLOYFORGE_API_URL") or context.get("api_url")
     if os.environ.get("DEPLOYFORGE_TOKEN"):
         return url, os.environ["DEPLOYFORGE_TOKEN"], "the DEPLOYFORGE_TOKEN variable"
-    if stored.get("token"):
-        return url, str(stored["token"]), f"{config_path()} (a file, mode 0600)"
-    return url, None, "nowhere"
+    token, where = token_of(name, context)
+    return url, token, where
 
 
 # How long a write's consistency token is sent on the next invocations' reads.

@@ -73,7 +73,7 @@ async def test_dfctl_logs_in_deploys_and_fails_with_the_documented_codes(
     stored = home / "deployforge" / "config.json"
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert ADMIN_PASSWORD not in stored.read_text()
-    assert json.loads(stored.read_text())["token"].startswith("df")
+    assert json.loads(stored.read_text())["contexts"]["default"]["token"].startswith("df")
     code, out, _ = await _dfctl(home, "auth", "status")
     assert code == 0 and ADMIN_EMAIL in out and "0600" in out
 

@@ -197,3 +197,67 @@ def _in_a_pty(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
         chunks.append(data)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
+async def _dfctl_env(home: Path, extra: dict[str, str], *args: str, stdin: bytes | None = None
+                     ) -> tuple[int, str, str]:  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYFORGE_")}
+    env |= {"XDG_CONFIG_HOME": str(home), **extra}
+    process = await asyncio.create_subprocess_exec(
+        DFCTL, *args, env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_contexts_keep_servers_and_organizations_apart_and_the_keyring_is_used(
+    stack: Stack, workspace: Path
+) -> None:
+    """Two contexts (one per organization); the keyring keeps the token when there is one
+    (keyrings.alt's file backend stands in for a desktop's here), the 0600 file when not."""
+    from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+
+    home = workspace / "config"
+    base = str(stack.client.make_url("")).rstrip("/")
+    ring = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+            "XDG_DATA_HOME": str(workspace / "data")}  # fmt: skip
+    login = ("auth", "login", "--api-url", base, "--email", ADMIN_EMAIL, "--password-stdin")
+    password = f"{ADMIN_PASSWORD}\n".encode()
+    code, _, err = await _dfctl_env(home, ring, *login, "--context", "main", stdin=password)
+    assert code == 0, err
+    assert "system keyring" in err and "warning" not in err
+    config = json.loads((home / "deployforge" / "config.json").read_text())
+    assert "token" not in config["contexts"]["main"], config  # it is in the keyring
+    kept = (workspace / "data" / "python_keyring" / "keyring_pass.cfg").read_text()
+    assert "[deployforge]" in kept and "main = " in kept
+
+    resp = await stack.client.post("/v1/organizations", json={"name": "Side Org"},
+                                   headers=stack.auth())  # fmt: skip
+    assert resp.status in (200, 201), await resp.text()
+    side = (await resp.json())["id"]
+    code, _, err = await _dfctl_env(home, {}, *login, "--context", "side", "--org", side,
+                                    stdin=password)  # fmt: skip
+    assert code == 0 and "0600" in err, err  # no keyring chosen here: the file, said so
+
+    code, out, _ = await _dfctl_env(home, {}, "context", "list")
+    assert "* side" in out and "  main" in out and side in out
+    code, _, err = await _dfctl_env(home, {}, "projects", "create", "--name", "Side project")
+    assert code == 0, err
+    code, out, _ = await _dfctl_env(home, ring, "--context", "main", "projects", "list", "-o",
+                                    "json")  # fmt: skip
+    assert "Side project" not in [p["name"] for p in json.loads(out)]
+    code, out, _ = await _dfctl_env(home, {}, "projects", "list", "-o", "json")
+    assert [p["name"] for p in json.loads(out)] == ["Side project"]
+
+    code, _, _ = await _dfctl_env(home, {}, "context", "use", "main")
+    code, out, _ = await _dfctl_env(home, ring, "auth", "status")
+    assert code == 0 and "context main" in out and "system keyring" in out
+    code, _, err = await _dfctl_env(home, ring, "auth", "logout")
+    assert code == 0, err
+    kept = (workspace / "data" / "python_keyring" / "keyring_pass.cfg").read_text()
+    assert "main" not in kept  # logging out took the token out of the keyring
+    code, _, err = await _dfctl_env(home, ring, "projects", "list")
+    assert code == 4
