@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from deployforge_client import models
 from deployforge_client._core import TERMINAL, Core, Prepared, ServerSentEvent, SSEParser, path
 from deployforge_client.errors import APIConnectionError, WaitTimedOut
+
+T = TypeVar("T")
 
 
 class AsyncDeployForge:
@@ -38,6 +40,11 @@ class AsyncDeployForge:
         self.projects = AsyncProjects(self)
         self.services = AsyncServices(self)
         self.deployments = AsyncDeployments(self)
+        self.environments = AsyncCollection[models.Environment](self, "/v1/environments")
+        self.webhooks = AsyncCollection[models.Webhook](self, "/v1/webhooks")
+        self.domains = AsyncCollection[models.Domain](self, "/v1/domains")
+        self.pipelines = AsyncCollection[models.Pipeline](self, "/v1/pipelines")
+        self.tokens = AsyncCollection[models.Token](self, "/v1/tokens")
 
     async def __aenter__(self) -> AsyncDeployForge:
         return self
@@ -163,14 +170,40 @@ class AsyncDeployForge:
                 attempt += 1
 
 
-class AsyncProjects:
-    def __init__(self, client: AsyncDeployForge) -> None:
+class AsyncCollection(Generic[T]):
+    """A resource's routes, typed: `list(**filters)` pages through every item;
+    `get`, `create`, `update` (PATCH) and `delete` one."""
+
+    def __init__(self, client: AsyncDeployForge, collection: str) -> None:
         self._client = client
+        self._path = collection
 
-    def list(self) -> AsyncIterator[models.Project]:
-        return self._client.paginate("/v1/projects")
+    def list(self, **filters: Any) -> AsyncIterator[T]:
+        return self._client.paginate(self._path, **filters)
 
-    async def create(
+    async def get(self, item_id: str) -> T:
+        found: T = await self._client.get(path(self._path + "/{}", item_id))
+        return found
+
+    async def create(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> T:
+        created: T = await self._client.post(
+            self._path, dict(body), idempotency_key=idempotency_key
+        )
+        return created
+
+    async def update(self, item_id: str, changes: Mapping[str, Any]) -> T:
+        changed: T = await self._client.patch(path(self._path + "/{}", item_id), dict(changes))
+        return changed
+
+    async def delete(self, item_id: str) -> None:
+        await self._client.delete(path(self._path + "/{}", item_id))
+
+
+class AsyncProjects(AsyncCollection[models.Project]):
+    def __init__(self, client: AsyncDeployForge) -> None:
+        super().__init__(client, "/v1/projects")
+
+    async def create(  # type: ignore[override]
         self, name: str, *, description: str | None = None, idempotency_key: str | None = None
     ) -> models.Project:
         body = {"name": name} | ({"description": description} if description else {})
@@ -179,14 +212,10 @@ class AsyncProjects:
         )
         return result
 
-    async def get(self, project_id: str) -> models.Project:
-        result: models.Project = await self._client.get(path("/v1/projects/{}", project_id))
-        return result
 
-
-class AsyncServices:
+class AsyncServices(AsyncCollection[models.Service]):
     def __init__(self, client: AsyncDeployForge) -> None:
-        self._client = client
+        super().__init__(client, "/v1/services")
 
     async def deploy(
         self,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from deployforge_client import models
 from deployforge_client._core import TERMINAL, Core, Prepared, ServerSentEvent, SSEParser, path
 from deployforge_client.errors import APIConnectionError, WaitTimedOut
+
+T = TypeVar("T")
 
 
 class DeployForge:
@@ -34,6 +36,11 @@ class DeployForge:
         self.projects = Projects(self)
         self.services = Services(self)
         self.deployments = Deployments(self)
+        self.environments = Collection[models.Environment](self, "/v1/environments")
+        self.webhooks = Collection[models.Webhook](self, "/v1/webhooks")
+        self.domains = Collection[models.Domain](self, "/v1/domains")
+        self.pipelines = Collection[models.Pipeline](self, "/v1/pipelines")
+        self.tokens = Collection[models.Token](self, "/v1/tokens")
 
     def __enter__(self) -> DeployForge:
         return self
@@ -156,14 +163,38 @@ class DeployForge:
                 attempt += 1
 
 
-class Projects:
-    def __init__(self, client: DeployForge) -> None:
+class Collection(Generic[T]):
+    """A resource's routes, typed: `list(**filters)` pages through every item;
+    `get`, `create`, `update` (PATCH) and `delete` one."""
+
+    def __init__(self, client: DeployForge, collection: str) -> None:
         self._client = client
+        self._path = collection
 
-    def list(self) -> Iterator[models.Project]:
-        return self._client.paginate("/v1/projects")
+    def list(self, **filters: Any) -> Iterator[T]:
+        return self._client.paginate(self._path, **filters)
 
-    def create(
+    def get(self, item_id: str) -> T:
+        found: T = self._client.get(path(self._path + "/{}", item_id))
+        return found
+
+    def create(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> T:
+        created: T = self._client.post(self._path, dict(body), idempotency_key=idempotency_key)
+        return created
+
+    def update(self, item_id: str, changes: Mapping[str, Any]) -> T:
+        changed: T = self._client.patch(path(self._path + "/{}", item_id), dict(changes))
+        return changed
+
+    def delete(self, item_id: str) -> None:
+        self._client.delete(path(self._path + "/{}", item_id))
+
+
+class Projects(Collection[models.Project]):
+    def __init__(self, client: DeployForge) -> None:
+        super().__init__(client, "/v1/projects")
+
+    def create(  # type: ignore[override]
         self, name: str, *, description: str | None = None, idempotency_key: str | None = None
     ) -> models.Project:
         body = {"name": name} | ({"description": description} if description else {})
@@ -172,14 +203,10 @@ class Projects:
         )
         return result
 
-    def get(self, project_id: str) -> models.Project:
-        result: models.Project = self._client.get(path("/v1/projects/{}", project_id))
-        return result
 
-
-class Services:
+class Services(Collection[models.Service]):
     def __init__(self, client: DeployForge) -> None:
-        self._client = client
+        super().__init__(client, "/v1/services")
 
     def deploy(
         self,

@@ -111,3 +111,20 @@ async def test_errors_are_their_classes_with_the_field_and_the_request_id(stack:
             await df.post("/v1/projects", {"name": "x" * 500})
         assert invalid.value.field == "$.name"
         assert "$.name" in str(invalid.value)
+
+
+async def test_typed_collections_create_read_update_and_delete(stack: Stack) -> None:
+    base, token = _base(stack), _token(stack)
+    async with AsyncDeployForge(base, token) as df:
+        made = await df.environments.create({"name": "qa"})
+        assert (await df.environments.get(made["id"]))["name"] == "qa"
+        changed = await df.environments.update(made["id"], {"name": "qa-2"})
+        assert changed["name"] == "qa-2"
+        assert made["id"] in [e["id"] async for e in df.environments.list()]
+
+    def sync_side() -> list[str]:
+        with DeployForge(base, token) as df:
+            df.environments.delete(made["id"])  # read-your-writes: the list no longer has it
+            return [e["id"] for e in df.environments.list()]
+
+    assert made["id"] not in await asyncio.to_thread(sync_side)
