@@ -47,9 +47,19 @@ def frame(event: str, html: str, event_id: str | None = None) -> bytes:
 
 
 @routes.get("/deployments/{id}/live")
-async def live(request: web.Request) -> web.StreamResponse:
+async def deployment_live(request: web.Request) -> web.StreamResponse:
+    return await _relay(request, f"/v1/deployments/{quote(request.match_info['id'], safe='')}/logs")
+
+
+@routes.get("/services/{id}/live")
+async def service_live(request: web.Request) -> web.StreamResponse:
+    """What the service's instances print (the last 100 lines, then as they come)."""
+    path = f"/v1/services/{quote(request.match_info['id'], safe='')}/logs"
+    return await _relay(request, path, tail="100")
+
+
+async def _relay(request: web.Request, path: str, **params: str) -> web.StreamResponse:
     api = api_of(request)
-    path = f"/v1/deployments/{quote(request.match_info['id'], safe='')}/logs"
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
@@ -59,7 +69,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     async def pump() -> None:
         try:
             async for event in api.events(
-                path, last_event_id=request.headers.get("Last-Event-ID"), follow="true"
+                path, last_event_id=request.headers.get("Last-Event-ID"), follow="true", **params
             ):
                 name = event.event if event.event in ("log", "status", "end") else None
                 if name is None:

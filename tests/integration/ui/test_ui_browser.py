@@ -94,6 +94,8 @@ async def test_sign_in_deploy_watch_roll_back_and_audit(
     # A second release, deployed the same way.
     commit_version(repo, "v2")
     await page.goto(f"{base}/ui/services/{deployer.service}")
+    # What the running instance printed, on the service's live log.
+    await expect(page.locator("#service-log .line", has_text="serving v1")).to_be_visible()
     await page.get_by_role("button", name="Deploy").click()
     await page.wait_for_url(lambda url: url.rsplit("/", 1)[1] not in (first, deployer.service))
     second = page.url.rsplit("/", 1)[1]
