@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -88,16 +88,17 @@ class RollbackBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     to_deployment_id: c.Id | None = None
 
 
+# The same shapes as the commands (so the document names the states it accepts).
 class StepReport(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str
-    state: str
-    message: str = ""
-    error_message: str = ""
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    state: Literal["pending", "running", "success", "failure"]
+    message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    error_message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
 
 
 class FinishBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    status: str = "success"
-    message: str = ""
+    status: Literal["success", "failure"] = "success"
+    message: Annotated[str, msgspec.Meta(max_length=4000)] = ""
 
 
 _SELECT = (

@@ -119,7 +119,7 @@ def list_deployments(
 @click.argument("service_id")
 @click.option("--env", "environment_id", required=True, help="The environment to deploy to.")
 @click.option("--ref", help="A branch, tag or commit (default: the service's branch).")
-@click.option("--strategy", type=click.Choice(["rolling", "blue_green", "recreate"]))
+@click.option("--strategy", type=click.Choice(["blue-green", "rolling", "recreate"]))
 @click.option("--detach", is_flag=True, help="Print the deployment's id and return.")
 @click.option("--timeout", type=float, default=1800, show_default=True, help="Seconds to wait.")
 @click.option("-o", "--output", type=click.Choice(["text", "json", "id"]), default="text")

@@ -156,7 +156,8 @@ def _deployment_client() -> tuple[Any, str]:
 
 @step.command("report")
 @click.argument("name")
-@click.option("--state", required=True, help="running, success, failed or skipped.")
+@click.option("--state", required=True,
+              type=click.Choice(["pending", "running", "success", "failure"]))  # fmt: skip
 @click.option("--message", default="", help="What happened.")
 @click.option("--error", "error_message", default="", help="Why it failed.")
 def report(name: str, state: str, message: str, error_message: str) -> None:
@@ -169,7 +170,7 @@ def report(name: str, state: str, message: str, error_message: str) -> None:
 
 
 @step.command("finish")
-@click.option("--status", "outcome", type=click.Choice(["success", "failed"]), default="success")
+@click.option("--status", "outcome", type=click.Choice(["success", "failure"]), default="success")
 @click.option("--message", default="")
 def finish(outcome: str, message: str) -> None:
     """Finish this (script-driven) deployment."""

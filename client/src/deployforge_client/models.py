@@ -500,7 +500,7 @@ class Finding(TypedDict):
 class FinishBody(TypedDict):
     """FinishBody"""
 
-    status: NotRequired[str]
+    status: NotRequired[Literal["failure", "success"]]
     message: NotRequired[str]
 
 
@@ -1249,7 +1249,7 @@ class StepReport(TypedDict):
     """StepReport"""
 
     name: str
-    state: str
+    state: Literal["failure", "pending", "running", "success"]
     message: NotRequired[str]
     error_message: NotRequired[str]
 

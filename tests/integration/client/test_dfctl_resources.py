@@ -261,3 +261,37 @@ async def test_contexts_keep_servers_and_organizations_apart_and_the_keyring_is_
     assert "main" not in kept  # logging out took the token out of the keyring
     code, _, err = await _dfctl_env(home, ring, "projects", "list")
     assert code == 4
+
+
+DFCTL_BUILD = """
+import os, subprocess
+dfctl = os.environ["DFCTL_PATH"]
+subprocess.run([dfctl, "step", "report", "migrate", "--state", "running"], check=True)
+subprocess.run([dfctl, "step", "report", "migrate", "--state", "success",
+                "--message", "2 migrations"], check=True)
+print("reported")
+"""
+
+
+async def test_a_deployments_script_reports_its_steps_with_dfctl(
+    stack: Stack, repo: Path, workspace: Path
+) -> None:
+    """`dfctl step report` inside a build: the agent gives the script its deployment's id,
+    token and the API's address; dfctl needs nothing else (no login)."""
+    from tests.integration.deploy.test_agent_deploys import _git, make_service
+
+    api = str(stack.client.make_url("")).rstrip("/")
+    await stack.start_agent(workspace / "agent", api_url=api, drain_seconds=0.2)
+    (repo / "report.py").write_text(DFCTL_BUILD)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "a build that reports with dfctl")
+    deployer = await make_service(stack, repo, build_command="python report.py")
+    resp = await stack.client.put(f"/v1/services/{deployer.service}/env/DFCTL_PATH",
+                                  json={"value": DFCTL}, headers=stack.auth())  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    deployment = await deployer.ended((await deployer.start())["id"])
+    assert deployment["status"] == "succeeded", deployment
+    resp = await stack.client.get(f"/v1/deployments/{deployment['id']}/steps",
+                                  headers=stack.auth())  # fmt: skip
+    [migrate] = [s for s in await resp.json() if s["name"] == "migrate"]
+    assert migrate["state"] == "success" and migrate["message"] == "2 migrations"
