@@ -5,6 +5,7 @@ started from a form is followed live, its log arriving as HTML; sign-out ends it
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,36 @@ def _pool(client: TestClient[Any, Any]) -> Any:
     from gateway import keys
 
     return client.server.app[keys.POOL]
+
+
+async def test_a_running_deployment_is_cancelled_from_its_page(
+    stack: Stack, repo: Path, workspace: Path
+) -> None:
+    await stack.start_agent(workspace / "agent", drain_seconds=0.2, health_timeout_seconds=15)
+    deployer = await make_service(
+        stack,
+        repo,
+        build_command="python -c 'import time; print(\"slow\", flush=True); time.sleep(120)'",
+    )
+    client = stack.client
+    csrf = await _sign_in(client)
+    resp = await client.post(
+        f"/ui/services/{deployer.service}/deploy",
+        data={"csrf_token": csrf, "environment_id": deployer.env},
+        allow_redirects=False,
+    )
+    location = resp.headers["Location"]
+    deployment_id = location.rsplit("/", 1)[1]
+    for _ in range(100):  # until the build runs
+        page = await (await client.get(location)).text()
+        if "running" in page:
+            break
+        await asyncio.sleep(0.1)
+    assert "Cancel deployment" in page
+    resp = await client.post(location + "/cancel", data={"csrf_token": csrf},
+                             allow_redirects=False)  # fmt: skip
+    assert resp.status == 303 and resp.headers["Location"] == location
+    deployment = await deployer.ended(deployment_id)
+    assert deployment["status"] == "cancelled"
+    page = await (await client.get(location)).text()
+    assert "cancelled" in page and "Cancel deployment" not in page
