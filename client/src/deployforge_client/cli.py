@@ -24,6 +24,7 @@ from deployforge_client.cli_follow import follow
 from deployforge_client.cli_operations import completion, drift, events, status, step, vars_
 from deployforge_client.cli_output import LIST_OUTPUTS, ONE_OUTPUTS, emit_list, emit_one
 from deployforge_client.cli_resource_actions import (
+    certificates,
     domain_actions,
     pipeline_actions,
     webhook_actions,
@@ -80,7 +81,7 @@ def main(context_name: str | None) -> None:
 
 main.add_command(auth)
 main.add_command(cli_contexts.context)
-for command in (status, vars_, drift, step, events, completion):
+for command in (status, vars_, drift, step, events, completion, certificates):
     main.add_command(command)
 EXTRA_ACTIONS = {"webhooks": webhook_actions, "domains": domain_actions,
                  "pipelines": pipeline_actions}  # fmt: skip

@@ -78,10 +78,15 @@ def domain_actions(group: click.Group) -> None:
         with client() as df:
             emit_one(df.post(_path("/v1/domains/{}/verify", domain_id)), output)
 
-    @group.group("certificate")
-    def certificate() -> None:
-        """A domain's certificate: view, issue now, revoke."""
+    group.add_command(certificates, "certificate")
 
+
+@click.group()
+def certificates() -> None:
+    """A domain's certificate: view, issue now, revoke (also `dfctl domains certificate`)."""
+
+
+def _certificate_commands(certificate: click.Group) -> None:
     @certificate.command("view")
     @click.argument("domain_id")
     @click.option("-o", "--output", type=ONE_OUTPUTS, default="text")
@@ -107,6 +112,9 @@ def domain_actions(group: click.Group) -> None:
         with client() as df:
             df.delete(_path("/v1/domains/{}/certificate", domain_id))
         notice(f"Certificate of {domain_id} revoked.")
+
+
+_certificate_commands(certificates)
 
 
 def pipeline_actions(group: click.Group) -> None:
