@@ -7,6 +7,7 @@ once more if the API says it has), and read-your-writes carried across pages.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,8 @@ class UserApi:
         self, base_url: str, http: httpx.AsyncClient, store: SessionStore, session: Session
     ) -> None:
         self.base_url, self.http, self.store, self.session = base_url, http, store, session
+        self._refreshing = asyncio.Lock()
+        self._refreshed = False
 
     def _client(self) -> AsyncDeployForge:
         client = AsyncDeployForge(
@@ -39,17 +42,24 @@ class UserApi:
         return client
 
     async def _refresh(self) -> None:
+        async with self._refreshing:  # a page's parallel reads refresh once
+            if self.session.access_expires - REFRESH_MARGIN > datetime.now(UTC) and (
+                self._refreshed
+            ):
+                return
+            try:
+                alive = await self.store.refresh(self.session, self._rotate)
+            except APIError as exc:
+                await self.store.delete(self.session)
+                raise SignedOut(exc.message) from exc
+            if not alive:
+                raise SignedOut("the session ended")
+            self._refreshed = True
+
+    async def _rotate(self, refresh_token: str) -> tuple[str, str, int]:
         anonymous = AsyncDeployForge(self.base_url, "", http=self.http, max_retries=1)
-        try:
-            pair = await anonymous.post(
-                "/v1/auth/refresh", {"refresh_token": self.session.refresh_token}
-            )
-        except APIError as exc:
-            await self.store.delete(self.session)
-            raise SignedOut(exc.message) from exc
-        await self.store.rotate(
-            self.session, pair["access_token"], pair["refresh_token"], pair["expires_in"]
-        )
+        pair = await anonymous.post("/v1/auth/refresh", {"refresh_token": refresh_token})
+        return pair["access_token"], pair["refresh_token"], int(pair["expires_in"])
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         if self.session.access_expires - REFRESH_MARGIN <= datetime.now(UTC):

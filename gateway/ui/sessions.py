@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -102,13 +103,35 @@ class SessionStore:
             consistency=row["consistency"],
         )
 
-    async def rotate(self, session: Session, access: str, refresh: str, expires_in: int) -> None:
-        session.access_token, session.refresh_token = access, refresh
-        session.access_expires = datetime.now(UTC) + timedelta(seconds=expires_in)
-        await self.pool.execute(
-            "UPDATE gateway.ui_sessions SET tokens = $2, access_expires = $3 WHERE id_hash = $1",
-            session.id_hash, self._seal(access, refresh), session.access_expires,
-        )  # fmt: skip
+    async def refresh(
+        self, session: Session, rotate: Callable[[str], Awaitable[tuple[str, str, int]]]
+    ) -> bool:
+        """New tokens for `session` from `rotate(refresh_token)` -> (access, refresh,
+        expires_in), once: the row is locked meanwhile, so that two requests (two tabs,
+        two replicas, a page's parallel reads) never both present the same refresh token
+        (the API would take the second for a theft). False: the session is gone."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT tokens, access_expires FROM gateway.ui_sessions"
+                " WHERE id_hash = $1 AND expires_at > now() FOR UPDATE",
+                session.id_hash,
+            )
+            if row is None:
+                return False
+            stored = self._open(row["tokens"])
+            if stored["access"] != session.access_token:  # another request refreshed it
+                session.access_token, session.refresh_token = stored["access"], stored["refresh"]
+                session.access_expires = row["access_expires"]
+                return True
+            access, refresh, expires_in = await rotate(stored["refresh"])
+            session.access_token, session.refresh_token = access, refresh
+            session.access_expires = datetime.now(UTC) + timedelta(seconds=expires_in)
+            await conn.execute(
+                "UPDATE gateway.ui_sessions SET tokens = $2, access_expires = $3"
+                " WHERE id_hash = $1",
+                session.id_hash, self._seal(access, refresh), session.access_expires,
+            )  # fmt: skip
+            return True
 
     async def remember_write(self, session: Session, consistency: str | None) -> None:
         if consistency and consistency != session.consistency:

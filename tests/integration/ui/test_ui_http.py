@@ -96,6 +96,14 @@ async def test_sign_in_csrf_and_sign_out(stack: Stack) -> None:
     # The new token is listed on the next read (read-your-writes across requests).
     assert "<td>ci</td>" in await (await client.get("/ui/tokens")).text()
 
+    # The access token expires: the next pages refresh it once, however many read at
+    # once (two refreshes with the same refresh token would end the session).
+    await pool.execute("UPDATE gateway.ui_sessions SET access_expires = now()")
+    pages = await asyncio.gather(*(client.get("/ui/", allow_redirects=False) for _ in range(4)))
+    assert [p.status for p in pages] == [200] * 4
+    assert await pool.fetchval("SELECT access_expires > now() FROM gateway.ui_sessions")
+    assert (await client.get("/ui/services", allow_redirects=False)).status == 200
+
     # API refusals become pages naming the problem, not stack traces.
     resp = await client.get("/ui/deployments/dpl_missing")
     assert resp.status == 404 and "Traceback" not in await resp.text()
