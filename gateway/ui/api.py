@@ -50,6 +50,8 @@ class UserApi:
             try:
                 alive = await self.store.refresh(self.session, self._rotate)
             except APIError as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    raise  # the API is unwell or busy: the session may still be good
                 await self.store.delete(self.session)
                 raise SignedOut(exc.message) from exc
             if not alive:
@@ -68,9 +70,9 @@ class UserApi:
             client = self._client()
             try:
                 result = await client.request(method, path, **kwargs)
-            except AuthenticationRequired:
+            except AuthenticationRequired as exc:
                 if attempt:
-                    raise
+                    raise SignedOut(exc.message) from exc
                 await self._refresh()
                 continue
             if method != "GET":
