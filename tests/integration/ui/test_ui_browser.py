@@ -67,6 +67,12 @@ async def test_sign_in_deploy_watch_roll_back_and_audit(
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+        ),
+    )
+    page.on(
         "console",
         lambda msg: errors.append(f"{msg.text} {msg.location}") if msg.type == "error" else None,
     )
