@@ -173,7 +173,9 @@ async def webhook(request: web.Request) -> web.Response:
     found, deliveries = await asyncio.gather(
         api.get(f"/v1/webhooks/{wid}"), api.items(f"/v1/webhooks/{wid}/deliveries", limit=50)
     )
-    return render(request, "webhook.html", {"webhook": found, "deliveries": deliveries})
+    return render(
+        request, "webhook.html", {"webhook": found, "deliveries": deliveries, "new_secret": None}
+    )
 
 
 @routes.get("/tokens")

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Stack
 from tests.integration.deploy.test_agent_deploys import make_service, repo, workspace
+from tests.receivers import Receivers
 
 __all__ = ["repo", "workspace"]  # fixtures, used by name
 
@@ -194,3 +195,82 @@ async def test_a_running_deployment_is_cancelled_from_its_page(
     assert deployment["status"] == "cancelled"
     page = await (await client.get(location)).text()
     assert "cancelled" in page and "Cancel deployment" not in page
+
+
+async def test_every_page_renders_with_data_in_it(stack: Stack, receivers: Receivers) -> None:
+    """Each page with something to show (a webhook and its deliveries, a token, a domain,
+    an environment's findings, the audit trail) answers 200 and shows it; the webhook's
+    buttons work."""
+    await stack.start_webhooks()
+    await stack.start(
+        "domains", domains_dns_resolver="127.0.0.1:9", domains_dns_timeout_seconds=0.5
+    )
+    await stack.start("drift", drift_aws_endpoint_url="http://127.0.0.1:9")
+    await stack.start("audit")
+    client, auth = stack.client, stack.auth()
+    env = await (await client.post("/v1/environments", json={"name": "prod"}, headers=auth)).json()
+    project = await (await client.post("/v1/projects", json={"name": "Shop"}, headers=auth)).json()
+    service = await (
+        await client.post(
+            "/v1/services",
+            json={"project_id": project["id"], "name": "web", "repository_url": "file:///x",
+                  "run_command": "python app.py"},
+            headers=auth,
+        )
+    ).json()  # fmt: skip
+    resp = await client.post(
+        "/v1/domains",
+        json={"domain": "shop.example.com", "service_id": service["id"],
+              "environment_id": env["id"]},
+        headers=auth,
+    )  # fmt: skip
+    assert resp.status in (200, 201, 202), await resp.text()
+    receiver = await receivers()
+    hook = await (
+        await client.post("/v1/webhooks", json={"url": receiver.url, "events": ["webhook.*"]},
+                          headers=auth)
+    ).json()  # fmt: skip
+    csrf = await _sign_in(client)
+
+    resp = await client.post(f"/ui/webhooks/{hook['id']}/test", data={"csrf_token": csrf})
+    assert resp.status == 200
+    await receiver.wait_for(lambda got: len(got) >= 1)
+    for _ in range(40):
+        page = await (await client.get(f"/ui/webhooks/{hook['id']}")).text()
+        if "webhook.ping" in page and "succeeded" in page:
+            break
+        await asyncio.sleep(0.25)
+    assert "webhook.ping" in page and "Redeliver" in page
+    delivery = re.search(r'/deliveries/([^/"]+)/redeliver', page)
+    assert delivery
+    resp = await client.post(
+        f"/ui/webhooks/{hook['id']}/deliveries/{delivery.group(1)}/redeliver",
+        data={"csrf_token": csrf},
+    )
+    assert resp.status == 200
+    await receiver.wait_for(lambda got: len(got) >= 2)
+    resp = await client.post(f"/ui/webhooks/{hook['id']}/rotate-secret", data={"csrf_token": csrf})
+    assert resp.status == 200 and "shown once" in await resp.text()
+
+    expected = {
+        "/ui/": "web",
+        "/ui/projects": "Shop",
+        "/ui/environments": "prod",
+        "/ui/services": "file:///x",
+        f"/ui/services/{service['id']}": "Never deployed",
+        "/ui/webhooks": receiver.url,
+        "/ui/tokens": "New token",
+        "/ui/members": "admin@example.com",
+        "/ui/audit": "webhook.created",
+        "/ui/domains": "shop.example.com",
+        "/ui/drift": "prod",
+    }
+    for path, shown in expected.items():
+        for _ in range(40):  # the audit trail and the read models may lag a moment
+            resp = await client.get(path)
+            html = await resp.text()
+            if resp.status == 200 and shown in html:
+                break
+            await asyncio.sleep(0.25)
+        assert resp.status == 200, (path, html[:500])
+        assert shown in html, path
