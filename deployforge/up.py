@@ -203,6 +203,7 @@ async def run_up(data_dir: Path, host: str, port: int) -> int:
                 environ,
             )
             _say(f"DeployForge is up: {base} (API docs {base}/docs); Ctrl-C stops it")
+            _say(f"web UI: {base}/ui/ (sign in as the administrator); CLI: .venv/bin/dfctl")
             _say(
                 "edge (the deployed domains): http on port "
                 f"{environ.get('DEPLOYFORGE_EDGE_HTTP_PORT', '8880')}, https on "

@@ -82,6 +82,25 @@ def _auth_pids(pid: int) -> list[int]:
     return found
 
 
+async def _ui_sign_in(ui: aiohttp.ClientSession, base: str) -> None:
+    """Through the web UI's form, as a browser would (its cookie lands in `ui`'s jar)."""
+    async with ui.get(f"{base}/ui/login") as resp:
+        page = await resp.text()
+    login_csrf = page.split('name="login_csrf" value="', 1)[1].split('"', 1)[0]
+    async with ui.post(
+        f"{base}/ui/login",
+        data={"login_csrf": login_csrf, "email": EMAIL, "password": PASSWORD},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303, await resp.text()
+
+
+async def _ui_overview(ui: aiohttp.ClientSession, base: str) -> int:
+    async with ui.get(f"{base}/ui/", allow_redirects=False) as resp:
+        assert resp.status != 200 or "Overview" in await resp.text()
+        return resp.status
+
+
 async def _stop(proc: asyncio.subprocess.Process) -> None:
     proc.send_signal(signal.SIGTERM)
     # DESIGN: everything stops within 10 s; allow slack for a loaded machine.
@@ -91,10 +110,14 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 async def test_up_serves_restarts_crashed_services_and_resumes(data_root: Path) -> None:
     data_dir, log, port = data_root / "data", data_root / "up.log", free_port()
     base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
+    ui = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with aiohttp.ClientSession() as http, ui:
         proc = await _up(data_dir, port, log)
         try:
             await _ready(http, base, proc, log)
+            # The web UI reaches the API over the gateway's own socket.
+            await _ui_sign_in(ui, base)
+            assert await _ui_overview(ui, base) == 200
             token = await _login(http, base)
             headers = {"Authorization": f"Bearer {token}"}
             async with http.post(
@@ -137,5 +160,7 @@ async def test_up_serves_restarts_crashed_services_and_resumes(data_root: Path) 
                 names = [o["name"] for o in (await resp.json())["items"]]
             assert "Persisted" in names
             assert "administrator already exists" in log.read_text()
+            # The UI's session was kept in PostgreSQL: still signed in after the restart.
+            assert await _ui_overview(ui, base) == 200
         finally:
             await _stop(proc)
