@@ -98,6 +98,13 @@ class UserApi:
         items: list[dict[str, Any]] = page["items"]
         return items
 
+    async def page(
+        self, path: str, cursor: str | None, limit: int = 100, **params: Any
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a list from `cursor` (None: the first), and the next page's cursor."""
+        answer = await self.get(path, limit=limit, cursor=cursor, **params)
+        return answer["items"], answer.get("next_cursor")
+
     async def events(
         self, path: str, *, last_event_id: str | None = None, **params: Any
     ) -> AsyncIterator[Any]:

@@ -21,6 +21,11 @@ def quoted(value: str) -> str:
     return quote(value, safe="")
 
 
+def _cursor(request: web.Request) -> str | None:
+    cursor = request.query.get("cursor", "")
+    return cursor[:512] or None
+
+
 async def _names(api: UserApi, path: str) -> dict[str, str]:
     return {item["id"]: item["name"] for item in await api.items(path, limit=200)}
 
@@ -54,23 +59,27 @@ async def overview(request: web.Request) -> web.Response:
 
 @routes.get("/projects")
 async def projects(request: web.Request) -> web.Response:
-    items = await api_of(request).items("/v1/projects", limit=200)
-    return render(request, "projects.html", {"projects": items})
+    items, more = await api_of(request).page("/v1/projects", _cursor(request))
+    return render(request, "projects.html", {"projects": items, "next_cursor": more})
 
 
 @routes.get("/environments")
 async def environments(request: web.Request) -> web.Response:
-    items = await api_of(request).items("/v1/environments", limit=200)
-    return render(request, "environments.html", {"environments": items})
+    items, more = await api_of(request).page("/v1/environments", _cursor(request))
+    return render(request, "environments.html", {"environments": items, "next_cursor": more})
 
 
 @routes.get("/services")
 async def services(request: web.Request) -> web.Response:
     api = api_of(request)
-    items, projects = await asyncio.gather(
-        api.items("/v1/services", limit=200), _names(api, "/v1/projects")
+    (items, more), projects = await asyncio.gather(
+        api.page("/v1/services", _cursor(request)), _names(api, "/v1/projects")
     )
-    return render(request, "services.html", {"services": items, "project_names": projects})
+    return render(
+        request,
+        "services.html",
+        {"services": items, "project_names": projects, "next_cursor": more},
+    )
 
 
 @routes.get("/services/{id}")
@@ -162,8 +171,8 @@ async def deployment_summary(request: web.Request) -> web.Response:
 
 @routes.get("/webhooks")
 async def webhooks(request: web.Request) -> web.Response:
-    items = await api_of(request).items("/v1/webhooks", limit=200)
-    return render(request, "webhooks.html", {"webhooks": items})
+    items, more = await api_of(request).page("/v1/webhooks", _cursor(request))
+    return render(request, "webhooks.html", {"webhooks": items, "next_cursor": more})
 
 
 @routes.get("/webhooks/{id}")
@@ -186,14 +195,14 @@ async def tokens(request: web.Request) -> web.Response:
 
 @routes.get("/members")
 async def members(request: web.Request) -> web.Response:
-    items = await api_of(request).items("/v1/users", limit=200)
-    return render(request, "members.html", {"members": items})
+    items, more = await api_of(request).page("/v1/users", _cursor(request))
+    return render(request, "members.html", {"members": items, "next_cursor": more})
 
 
 @routes.get("/audit")
 async def audit(request: web.Request) -> web.Response:
     try:
-        items = await api_of(request).items("/v1/audit", limit=100)
+        items, more = await api_of(request).page("/v1/audit", _cursor(request))
     except AuthorizationDenied:
         return render(
             request,
@@ -201,7 +210,7 @@ async def audit(request: web.Request) -> web.Response:
             {"title": "Audit trail", "message": "the audit trail is for owners and admins"},
             status=403,
         )
-    return render(request, "audit.html", {"entries": items})
+    return render(request, "audit.html", {"entries": items, "next_cursor": more})
 
 
 @routes.get("/domains")

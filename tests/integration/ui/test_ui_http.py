@@ -274,3 +274,19 @@ async def test_every_page_renders_with_data_in_it(stack: Stack, receivers: Recei
             await asyncio.sleep(0.25)
         assert resp.status == 200, (path, html[:500])
         assert shown in html, path
+
+
+async def test_long_lists_page_through_every_item_once(stack: Stack) -> None:
+    client, auth = stack.client, stack.auth()
+    for n in range(105):
+        resp = await client.post("/v1/projects", json={"name": f"p-{n:03}"}, headers=auth)
+        assert resp.status == 201
+    await _sign_in(client)
+    seen: list[str] = []
+    path = "/ui/projects"
+    while path:
+        html = await (await client.get(path)).text()
+        seen += re.findall(r"<td>(p-\d{3})</td>", html)
+        found = re.search(r'href="(/ui/projects\?cursor=[^"]+)" rel="next"', html)
+        path = found.group(1).replace("&amp;", "&") if found else ""
+    assert sorted(seen) == [f"p-{n:03}" for n in range(105)]
