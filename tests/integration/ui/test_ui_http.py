@@ -137,25 +137,41 @@ async def test_a_deployment_started_from_the_page_is_followed_live(
     page = await (await client.get(location)).text()
     assert 'sse-connect="' in page
 
-    events: list[tuple[str, str]] = []
-    async with client.get(location + "/live", timeout=aiohttp.ClientTimeout(total=120)) as live:
-        assert live.headers["Content-Type"].startswith("text/event-stream")
-        event = ""
-        async for raw in live.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                events.append((event, line[6:]))
-            if event == "end" and line == "":
-                break
-    logs = [data for name, data in events if name == "log"]
+    events = await _read_live(client, location + "/live")
+    logs = [data for name, data, _ in events if name == "log"]
     assert any("building v1" in line for line in logs), events
     assert all(line.startswith('<div class="line">') for line in logs)
     assert events[-1][0] == "end" and "succeeded" in events[-1][1]
+    # A browser reconnecting sends the last id it saw: the relay goes on from there.
+    ids = [event_id for name, _, event_id in events if name == "log"]
+    again = await _read_live(client, location + "/live", last_event_id=ids[2])
+    assert [i for name, _, i in again if name == "log"] == ids[3:]
 
     summary = await (await client.get(location + "/summary")).text()
     assert "succeeded" in summary and "100%" in summary
+
+
+async def _read_live(
+    client: TestClient[Any, Any], path: str, last_event_id: str | None = None
+) -> list[tuple[str, str, str]]:
+    """(event, data, id) of a live relay, until its `end`."""
+    events: list[tuple[str, str, str]] = []
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with client.get(path, headers=headers, timeout=timeout) as live:
+        assert live.headers["Content-Type"].startswith("text/event-stream")
+        event, event_id = "", ""
+        async for raw in live.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event, event_id = line[7:], ""
+            elif line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                events.append((event, line[6:], event_id))
+            if event == "end" and line == "":
+                break
+    return events
 
 
 def _pool(client: TestClient[Any, Any]) -> Any:
