@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -148,5 +149,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.cleanup_ctx.append(_connections)
     for table in ROUTE_TABLES:
         app.add_routes(table.routes)
-    app.add_subapp("/ui", create_ui())
+    app[keys.UI_RELAY_SECRET] = secrets.token_urlsafe(32)
+    app.add_subapp("/ui", create_ui(app[keys.UI_RELAY_SECRET]))
     return app

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from gateway.user_directory import UserDirectory
 
 SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings")
+# This process's secret for the web UI's own API calls (they carry the browser's address).
+UI_RELAY_SECRET = web.AppKey("ui_relay_secret", str)
 POOL = web.AppKey("pool", asyncpg.Pool)
 NC = web.AppKey("nats", NATS)
 BUS = web.AppKey("bus", CommandBus)

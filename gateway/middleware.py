@@ -10,6 +10,7 @@ consistency      `X-Consistency-Token` on reads
 
 from __future__ import annotations
 
+import hmac
 import re
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from gateway import keys
 from gateway.authn import bearer_credential
 from gateway.idempotency import StoredResponse
 from gateway.routing import spec_of
+from gateway.ui.handling import CLIENT_HEADER, RELAY_HEADER
 from libs.errors import (
     AuthenticationRequired,
     AuthorizationDenied,
@@ -168,6 +170,12 @@ def _client_address(request: web.Request) -> str:
         forwarded = request.headers.get("X-Forwarded-For", "")
         if forwarded:
             return forwarded.split(",")[0].strip()
+    # The web UI calling this gateway for a browser: the browser's address, when the
+    # call carries this process's relay secret (anyone else's claim is ignored).
+    relayed = request.headers.get(RELAY_HEADER, "")
+    secret = request.app[keys.UI_RELAY_SECRET]
+    if relayed and hmac.compare_digest(relayed.encode(), secret.encode()):
+        return request.headers.get(CLIENT_HEADER, "") or request.remote or "unknown"
     return request.remote or "unknown"
 
 

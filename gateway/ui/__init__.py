@@ -17,10 +17,25 @@ import jinja2
 from aiohttp import web
 
 from gateway.ui import actions, live, pages
-from gateway.ui.handling import HTTP, PREFIX, STORE, ui_middleware
+from gateway.ui.handling import (
+    CLIENT_HEADER,
+    HTTP,
+    PREFIX,
+    RELAY_HEADER,
+    RELAY_SECRET,
+    STORE,
+    ui_middleware,
+)
 from gateway.ui.sessions import SessionStore
 
-__all__ = ["PREFIX", "STORE", "SessionStore", "create_ui"]
+__all__ = [
+    "CLIENT_HEADER",
+    "PREFIX",
+    "RELAY_HEADER",
+    "STORE",
+    "SessionStore",
+    "create_ui",
+]
 HERE = Path(__file__).parent
 
 
@@ -31,9 +46,11 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def create_ui() -> web.Application:
-    """The /ui sub-application; the gateway sets `STORE` on itself once its pool is up."""
+def create_ui(relay_secret: str) -> web.Application:
+    """The /ui sub-application; the gateway sets `STORE` on itself once its pool is up,
+    and honours `relay_secret` on the UI's calls (see handling.relay_headers)."""
     app = web.Application(middlewares=[ui_middleware])
+    app[RELAY_SECRET] = relay_secret
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -22,6 +22,7 @@ from gateway.ui.handling import (
     api_base_url,
     api_of,
     redirect,
+    relay_headers,
     render,
     safe_next,
     set_cookie,
@@ -74,7 +75,7 @@ async def login(request: web.Request) -> web.Response:
     try:
         cookie = await sign_in(
             api_base_url(request), request.config_dict[HTTP], request.config_dict[STORE],
-            email, password,
+            email, password, relay_headers(request),
         )  # fmt: skip
     except APIError as exc:
         message = "Wrong email or password." if exc.status in (400, 401, 422) else exc.message

@@ -18,6 +18,8 @@ from deployforge_client.errors import APIError, AuthenticationRequired
 
 from gateway.ui.sessions import Session, SessionStore
 
+# No retries: a page answers at once (a 429's Retry-After can be a minute; the user
+# reloads), and loopback calls do not drop.
 # Refresh this long before the access token would expire.
 REFRESH_MARGIN = timedelta(seconds=30)
 
@@ -28,16 +30,23 @@ class SignedOut(Exception):
 
 class UserApi:
     def __init__(
-        self, base_url: str, http: httpx.AsyncClient, store: SessionStore, session: Session
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        store: SessionStore,
+        session: Session,
+        headers: dict[str, str],
     ) -> None:
         self.base_url, self.http, self.store, self.session = base_url, http, store, session
+        self.headers = headers
         self._refreshing = asyncio.Lock()
         self._refreshed = False
 
     def _client(self) -> AsyncDeployForge:
         client = AsyncDeployForge(
-            self.base_url, self.session.access_token, http=self.http, max_retries=1
-        )
+            self.base_url, self.session.access_token, http=self.http, max_retries=0,
+            headers=self.headers,
+        )  # fmt: skip
         client.consistency_token = self.session.consistency
         return client
 
@@ -59,7 +68,9 @@ class UserApi:
             self._refreshed = True
 
     async def _rotate(self, refresh_token: str) -> tuple[str, str, int]:
-        anonymous = AsyncDeployForge(self.base_url, "", http=self.http, max_retries=1)
+        anonymous = AsyncDeployForge(
+            self.base_url, "", http=self.http, max_retries=0, headers=self.headers
+        )
         pair = await anonymous.post("/v1/auth/refresh", {"refresh_token": refresh_token})
         return pair["access_token"], pair["refresh_token"], int(pair["expires_in"])
 
@@ -115,10 +126,15 @@ class UserApi:
 
 
 async def sign_in(
-    base_url: str, http: httpx.AsyncClient, store: SessionStore, email: str, password: str
+    base_url: str,
+    http: httpx.AsyncClient,
+    store: SessionStore,
+    email: str,
+    password: str,
+    headers: dict[str, str],
 ) -> str:
     """The cookie of a new session (APIError when the API refuses the credentials)."""
-    anonymous = AsyncDeployForge(base_url, "", http=http, max_retries=1)
+    anonymous = AsyncDeployForge(base_url, "", http=http, max_retries=0, headers=headers)
     pair = await anonymous.post("/v1/auth/login", {"email": email, "password": password})
     cookie, _ = await store.create(
         email, pair["access_token"], pair["refresh_token"], pair["expires_in"]

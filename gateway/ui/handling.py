@@ -21,6 +21,10 @@ from gateway.ui.sessions import Session, SessionStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORE = web.AppKey("ui_sessions", SessionStore)
+# A secret of this gateway process: the UI's calls carry it with the browser's address,
+# so the API rate-limits (and logs) the browser, not the gateway calling itself.
+RELAY_SECRET = web.AppKey("ui_relay_secret", str)
+RELAY_HEADER, CLIENT_HEADER = "X-DeployForge-Relay", "X-DeployForge-Client"
 HTTP = web.AppKey("ui_http", httpx.AsyncClient)
 API = web.RequestKey("ui_api", UserApi)
 COOKIE = "df_session"
@@ -54,6 +58,17 @@ def api_base_url(request: web.Request) -> str:
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def relay_headers(request: web.Request) -> dict[str, str]:
+    """Headers for the UI's API calls: who the browser is, vouched for by the secret."""
+    headers = {
+        RELAY_HEADER: request.config_dict[RELAY_SECRET],
+        CLIENT_HEADER: request.remote or "unknown",
+    }
+    if forwarded := request.headers.get("X-Forwarded-For"):
+        headers["X-Forwarded-For"] = forwarded  # the gateway trusts it only if told to
+    return headers
 
 
 def is_secure(request: web.Request) -> bool:
@@ -161,7 +176,10 @@ async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamRes
             session = await store.find(request.cookies.get(COOKIE, ""))
             if session is None:
                 return redirect(request, f"{PREFIX}/login?next={quote(request.path_qs)}")
-            request[API] = UserApi(api_base_url(request), request.config_dict[HTTP], store, session)
+            request[API] = UserApi(
+                api_base_url(request), request.config_dict[HTTP], store, session,
+                relay_headers(request),
+            )  # fmt: skip
             if request.method in UNSAFE and not await _csrf_ok(request, session.csrf_token):
                 response = _error_page(
                     request, 403, "Refused", "the form's CSRF token is missing or stale: reload"

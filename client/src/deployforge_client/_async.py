@@ -32,9 +32,12 @@ class AsyncDeployForge:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
-        """`http`: an httpx client to share (its connection pool), left open by close()."""
+        """`http`: an httpx client to share (its connection pool), left open by close();
+        `headers`: sent with every request."""
         self._core = Core.from_env(base_url, token, max_retries, backoff)
+        self._core.default_headers = dict(headers or {})
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout, transport=transport)
         self.projects = AsyncProjects(self)

@@ -42,6 +42,8 @@ class Core:
     # The latest X-Consistency-Token a write answered with: sent on later reads, so a
     # read follows the writes this client made (read-your-writes).
     consistency: str | None = field(default=None)
+    # Sent with every request (a proxy's headers, a User-Agent of your own).
+    default_headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(
@@ -74,6 +76,7 @@ class Core:
             sent["Idempotency-Key"] = idempotency_key or f"sdk-{uuid.uuid4()}"
         if self.consistency and method == "GET":
             sent["X-Consistency-Token"] = self.consistency
+        sent |= self.default_headers
         sent |= headers or {}
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         return Prepared(method, self.base_url + path, sent, query or None, json_body)

@@ -30,8 +30,11 @@ class DeployForge:
         backoff: float = 0.5,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """`headers`: sent with every request."""
         self._core = Core.from_env(base_url, token, max_retries, backoff)
+        self._core.default_headers = dict(headers or {})
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self.projects = Projects(self)
         self.services = Services(self)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,19 +199,23 @@ async def test_a_running_deployment_is_cancelled_from_its_page(
     )
     location = resp.headers["Location"]
     deployment_id = location.rsplit("/", 1)[1]
-    for _ in range(100):  # until the build runs
-        page = await (await client.get(location)).text()
-        if "running" in page:
+    for _ in range(600):  # until the build runs (a loaded machine takes a while)
+        state = await (
+            await client.get(f"/v1/deployments/{deployment_id}", headers=stack.auth())
+        ).json()
+        if state["status"] == "running":
             break
         await asyncio.sleep(0.1)
-    assert "Cancel deployment" in page
+    page = await (await client.get(location)).text()
+    assert "Cancel deployment" in page, page
     resp = await client.post(location + "/cancel", data={"csrf_token": csrf},
                              allow_redirects=False)  # fmt: skip
-    assert resp.status == 303 and resp.headers["Location"] == location
+    assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == location
     deployment = await deployer.ended(deployment_id)
-    assert deployment["status"] == "cancelled"
+    assert deployment["status"] == "cancelled", deployment
     page = await (await client.get(location)).text()
-    assert "cancelled" in page and "Cancel deployment" not in page
+    assert "cancelled" in page and "Cancel deployment" not in page, page
 
 
 async def test_every_page_renders_with_data_in_it(stack: Stack, receivers: Receivers) -> None:
@@ -306,3 +311,35 @@ async def test_long_lists_page_through_every_item_once(stack: Stack) -> None:
         found = re.search(r'href="(/ui/projects\?cursor=[^"]+)" rel="next"', html)
         path = found.group(1).replace("&amp;", "&") if found else ""
     assert sorted(seen) == [f"p-{n:03}" for n in range(105)]
+
+
+async def test_sign_ins_are_rate_limited_per_browser_not_for_the_gateway(stack: Stack) -> None:
+    """The UI's API calls come from the gateway itself; they carry the browser's address
+    with this process's secret, so one browser's failures do not lock out the others
+    (and nobody else can claim an address with that header)."""
+    client = await stack.add_gateway(anonymous_rate_limit_per_minute=3, trust_forwarded_for=True)
+    while time.time() % 60 > 50:  # the limit's window is the minute: start well inside one
+        await asyncio.sleep(1)
+
+    async def attempt(address: str, password: str) -> int:
+        headers = {"X-Forwarded-For": address}
+        page = await (await client.get("/ui/login", headers=headers)).text()
+        resp = await client.post(
+            "/ui/login",
+            data={"login_csrf": _field(page, "login_csrf"), "email": ADMIN_EMAIL,
+                  "password": password},
+            headers=headers,
+            allow_redirects=False,
+        )  # fmt: skip
+        return resp.status
+
+    assert [await attempt("10.0.0.1", "wrong") for _ in range(3)] == [401] * 3
+    assert await attempt("10.0.0.1", ADMIN_PASSWORD) == 429  # that browser must wait
+    assert await attempt("10.0.0.2", ADMIN_PASSWORD) == 303  # another is not held up
+
+    # The relay header from outside the process is nobody's word.
+    forged = {"X-DeployForge-Relay": "guess", "X-DeployForge-Client": "10.0.0.9",
+              "X-Forwarded-For": "10.0.0.1"}  # fmt: skip
+    resp = await client.post("/v1/auth/login", json={"email": ADMIN_EMAIL, "password": "x"},
+                             headers=forged)  # fmt: skip
+    assert resp.status == 429
