@@ -210,8 +210,10 @@ class Stack:
         for stop in self._stops:
             stop.set()
         for task in self._tasks:
+            # Generous: a service cancelled mid-shutdown (the machine's fsyncing NATS can
+            # be slow) may leave its HTTP sessions unclosed, which fails the whole run.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout=10)
+                await asyncio.wait_for(task, timeout=30)
         self._stops.clear()
         self._tasks.clear()
         self.started.clear()

@@ -63,7 +63,13 @@ async def test_deploy_wait_and_stream_sync_and_async(
 async def test_pagination_goes_through_every_item_once(stack: Stack) -> None:
     base, token = _base(stack), _token(stack)
     async with AsyncDeployForge(base, token) as df:
-        made = await asyncio.gather(*(df.projects.create(f"p-{n:03}") for n in range(250)))
+        gate = asyncio.Semaphore(10)  # paging is the point, not a burst of 250 commands
+
+        async def create(n: int) -> dict[str, Any]:
+            async with gate:
+                return dict(await df.projects.create(f"p-{n:03}"))
+
+        made = await asyncio.gather(*(create(n) for n in range(250)))
         listed = [project["id"] async for project in df.paginate("/v1/projects", limit=40)]
     assert len(listed) == len(set(listed))
     assert {p["id"] for p in made} <= set(listed)
