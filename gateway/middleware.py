@@ -10,7 +10,6 @@ consistency      `X-Consistency-Token` on reads
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from gateway import keys
 from gateway.authn import bearer_credential
 from gateway.idempotency import StoredResponse
 from gateway.routing import spec_of
-from gateway.ui.handling import CLIENT_HEADER, RELAY_HEADER
+from gateway.ui.handling import CLIENT_HEADER, RELAY_HEADER, same_secret
 from libs.errors import (
     AuthenticationRequired,
     AuthorizationDenied,
@@ -173,8 +172,7 @@ def _client_address(request: web.Request) -> str:
     # The web UI calling this gateway for a browser: the browser's address, when the
     # call carries this process's relay secret (anyone else's claim is ignored).
     relayed = request.headers.get(RELAY_HEADER, "")
-    secret = request.app[keys.UI_RELAY_SECRET]
-    if relayed and hmac.compare_digest(relayed.encode(), secret.encode()):
+    if relayed and same_secret(relayed, request.app[keys.UI_RELAY_SECRET]):
         return request.headers.get(CLIENT_HEADER, "") or request.remote or "unknown"
     return request.remote or "unknown"
 

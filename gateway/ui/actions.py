@@ -25,6 +25,7 @@ from gateway.ui.handling import (
     relay_headers,
     render,
     safe_next,
+    same_secret,
     set_cookie,
 )
 from gateway.ui.pages import quoted
@@ -67,7 +68,7 @@ async def login(request: web.Request) -> web.Response:
     # Login CSRF: the form's token must be the one this browser was given with it.
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     sent = _text(form, "login_csrf", limit=128)
-    if not expected or not secrets.compare_digest(sent.encode(), expected.encode()):
+    if not expected or not same_secret(sent, expected):
         return _login_page(request, "The sign-in form expired: try again.", 403)
     email, password = _text(form, "email", limit=254), _text(form, "password", limit=512)
     if not email or not password:

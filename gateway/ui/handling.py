@@ -130,7 +130,15 @@ async def _csrf_ok(request: web.Request, expected: str) -> bool:
         form = await request.post()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    return sent is not None and hmac.compare_digest(sent.encode(), expected.encode())
+    return sent is not None and same_secret(sent, expected)
+
+
+def same_secret(sent: str, expected: str) -> bool:
+    """In constant time; any text a client sends (lone surrogates from bytes that were
+    not UTF-8 too) compares, unequal, instead of raising."""
+    return hmac.compare_digest(
+        sent.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 def _headers(response: web.StreamResponse) -> None:

@@ -52,3 +52,11 @@ def test_a_log_line_is_text_not_markup() -> None:
 
 def test_a_fragment_spanning_lines_stays_one_event() -> None:
     assert frame("log", "a\nb", "7") == b"event: log\nid: 7\ndata: a\ndata: b\n\n"
+
+
+def test_a_secret_compares_whatever_text_a_client_sends() -> None:
+    from gateway.ui.handling import same_secret
+
+    assert same_secret("tok", "tok")
+    assert not same_secret("to\udcff", "tok")  # bytes that were not UTF-8: unequal, no error
+    assert not same_secret("é", "tok") and not same_secret("", "tok")
