@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp_jinja2
 import httpx
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from deployforge_client.errors import APIConnectionError, APIError
 
 from gateway.ui.api import SignedOut, UserApi
@@ -127,7 +128,10 @@ async def _csrf_ok(request: web.Request, expected: str) -> bool:
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, HttpProcessingError):  # not the form it says it is
+            return False
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
     return sent is not None and same_secret(sent, expected)
@@ -209,5 +213,7 @@ async def ui_middleware(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         response = _error_page(request, exc.status, str(exc.status), exc.reason)
+    except (ValueError, HttpProcessingError):  # a form that does not parse
+        response = _error_page(request, 400, "400", "the form could not be read")
     _headers(response)
     return response

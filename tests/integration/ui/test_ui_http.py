@@ -343,3 +343,15 @@ async def test_sign_ins_are_rate_limited_per_browser_not_for_the_gateway(stack: 
     resp = await client.post("/v1/auth/login", json={"email": ADMIN_EMAIL, "password": "x"},
                              headers=forged)  # fmt: skip
     assert resp.status == 429
+
+
+async def test_a_malformed_form_is_a_4xx_page(stack: Stack) -> None:
+    client = stack.client
+    csrf = await _sign_in(client)
+    for body, kind in [
+        (b"--x\r\nnot a part", "multipart/form-data; boundary=x"),
+        (b"csrf_token=" + csrf.encode() + b"&name=\xff\xfe", "application/x-www-form-urlencoded"),
+    ]:
+        resp = await client.post("/ui/tokens", data=body, headers={"Content-Type": kind})
+        assert 400 <= resp.status < 500, (resp.status, await resp.text())
+        assert "Traceback" not in await resp.text()
