@@ -201,7 +201,8 @@ RESOURCES = (
     Resource(
         "envs", "environment", "/v1/environments", ["id", "name", "type", "provider"],
         fields=(Field("--name", "name", "Its name.", required=True),
-                Field("--type", "type", "development, staging or production.")),
+                Field("--type", "type", "What it is for.",
+                      type=click.Choice(["development", "preview", "staging", "production"]))),
     ),
     Resource(
         "services", "service", "/v1/services",

@@ -31,6 +31,10 @@ def test_deploy_strategies_are_the_apis() -> None:
     assert _choices("deploy", option="--strategy") == _enum("FromService", "strategy")
 
 
+def test_environment_types_are_the_apis() -> None:
+    assert _choices("envs", "create", option="--type") == _enum("EnvironmentBody", "type")
+
+
 def test_token_scopes_are_the_apis() -> None:
     assert _choices("tokens", "create", option="--scope") == _enum("NewToken", "scopes")
 
