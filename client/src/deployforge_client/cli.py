@@ -12,14 +12,19 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from deployforge_client import cli_contexts
 from deployforge_client.cli_auth import auth
-from deployforge_client.cli_credentials import client, exit_code, fail
+from deployforge_client.cli_credentials import (
+    client,
+    confirm,
+    exit_code,
+    fail,
+    read_json_option,
+)
 from deployforge_client.cli_follow import follow
 from deployforge_client.cli_operations import completion, drift, events, status, step, vars_
 from deployforge_client.cli_output import LIST_OUTPUTS, ONE_OUTPUTS, emit_list, emit_one
@@ -180,10 +185,7 @@ def rollback(
             f" {target['id']}: commit {commit}, ref {target.get('ref') or '?'}, {age}.",
             err=True,
         )
-        if not yes:
-            if not sys.stdin.isatty():
-                fail(2, "--yes is required when stdin is not a terminal")
-            click.confirm("Roll back?", abort=True, err=True)
+        confirm(yes, "Roll back?")
         body = {"to_deployment_id": target["id"]}
         created = df.post(path("/v1/deployments/{}/rollback", deployment_id), body)
         click.echo(f"Deployment {created['id']} created.", err=True)
@@ -288,18 +290,7 @@ def _show(deployment: Mapping[str, Any], output: str) -> None:
 @click.option("-d", "--data", help="A JSON body (@file reads it from a file, - from stdin).")
 def api(method: str, path: str, data: str | None) -> None:
     """Any route: `dfctl api GET /v1/projects`. The answer's JSON on stdout."""
-    body = None
-    if data is not None:
-        if data == "-":
-            text = sys.stdin.read()
-        elif data.startswith("@"):
-            text = Path(data[1:]).read_text()
-        else:
-            text = data
-        try:
-            body = json.loads(text)
-        except ValueError as exc:
-            fail(2, f"--data is not JSON: {exc}")
+    body = read_json_option(data) if data is not None else None
     if not path.startswith("/"):
         fail(2, "PATH starts with /, e.g. /v1/projects")
     with client() as df:

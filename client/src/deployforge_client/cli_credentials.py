@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -65,6 +65,35 @@ def client() -> DeployForge:
 
     atexit.register(keep)
     return df
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask on a terminal; off one, `--yes` is required (exit 2), never a prompt."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(2, "--yes is required when stdin is not a terminal")
+    click.confirm(question, abort=True, err=True)
+
+
+def read_json_option(data: str) -> Any:
+    """A `-d/--data` value: JSON itself, `@file`, or `-` for stdin (exit 2 if not JSON)."""
+    from pathlib import Path
+
+    text = sys.stdin.read() if data == "-" else (
+        Path(data[1:]).read_text() if data.startswith("@") else data
+    )  # fmt: skip
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        fail(2, f"--data is not JSON: {exc}")
+
+
+def api_path(template: str, *values: str) -> str:
+    """`path()` of the SDK's core, imported when a command runs (not at start)."""
+    from deployforge_client._core import path
+
+    return path(template, *values)
 
 
 def fail(code: int, message: str) -> NoReturn:

@@ -11,14 +11,8 @@ from typing import Any
 
 import click
 
-from deployforge_client.cli_credentials import client, fail
+from deployforge_client.cli_credentials import api_path, client, fail
 from deployforge_client.cli_output import LIST_OUTPUTS, ONE_OUTPUTS, emit_list, emit_one, notice
-
-
-def _path(template: str, *values: str) -> str:
-    from deployforge_client._core import path
-
-    return path(template, *values)
 
 
 @click.command()
@@ -29,7 +23,7 @@ def status(output: str) -> None:
         services = df.get("/v1/services", limit=200)["items"]
         rows = []
         for service in services:
-            health = df.get(_path("/v1/services/{}/health", service["id"]))
+            health = df.get(api_path("/v1/services/{}/health", service["id"]))
             rows.append({"id": service["id"], "name": service["name"],
                          "health": health["status"], "score": health["score"]})  # fmt: skip
         active = [
@@ -57,7 +51,7 @@ def vars_() -> None:
 def list_vars(service_id: str, output: str) -> None:
     """Names, and values unless secret."""
     with client() as df:
-        found = df.get(_path("/v1/services/{}/env", service_id))
+        found = df.get(api_path("/v1/services/{}/env", service_id))
     rows = [{"id": v["key"], **v, "value": "••••••" if v["secret"] else v["value"]}
             for v in found]  # fmt: skip
     emit_list(rows, output, ["key", "value", "secret", "updated_at"])
@@ -80,7 +74,7 @@ def set_vars(service_id: str, pairs: tuple[str, ...], secret: bool) -> None:
         parsed.append((key, value))
     with client() as df:
         for key, value in parsed:
-            df.put(_path("/v1/services/{}/env/{}", service_id, key),
+            df.put(api_path("/v1/services/{}/env/{}", service_id, key),
                    {"value": value, "secret": secret})  # fmt: skip
     notice(f"Set {', '.join(k for k, _ in parsed)} on {service_id}.")
 
@@ -92,7 +86,7 @@ def unset_vars(service_id: str, keys: tuple[str, ...]) -> None:
     """Remove variables."""
     with client() as df:
         for key in keys:
-            df.delete(_path("/v1/services/{}/env/{}", service_id, key))
+            df.delete(api_path("/v1/services/{}/env/{}", service_id, key))
     notice(f"Removed {', '.join(keys)} from {service_id}.")
 
 
@@ -111,13 +105,13 @@ def scan(environment_id: str, wait: bool, timeout: float, output: str) -> None:
     (findings or not), 1 when it failed, 8 when the wait timed out."""
     deadline = time.monotonic() + timeout
     with client() as df:
-        found = df.post(_path("/v1/environments/{}/drift-scans", environment_id), {})
+        found = df.post(api_path("/v1/environments/{}/drift-scans", environment_id), {})
         notice(f"Scan {found['id']} started.")
         while wait and found["status"] == "running":
             if time.monotonic() > deadline:
                 fail(8, f"scan {found['id']} still running after {timeout:g} s")
             time.sleep(0.5)
-            found = df.get(_path("/v1/drift-scans/{}", found["id"]))
+            found = df.get(api_path("/v1/drift-scans/{}", found["id"]))
     emit_one(found, output, ["id", "status", "drifts_detected", "critical", "new", "resolved",
                              "resources", "error"])  # fmt: skip
     if found["status"] == "failed":
@@ -132,7 +126,7 @@ def scan(environment_id: str, wait: bool, timeout: float, output: str) -> None:
 def findings(environment_id: str, state: str | None, severity: str | None, output: str) -> None:
     """An environment's findings."""
     with client() as df:
-        items = list(df.paginate(_path("/v1/environments/{}/drift-findings", environment_id),
+        items = list(df.paginate(api_path("/v1/environments/{}/drift-findings", environment_id),
                                  state=state, severity=severity))  # fmt: skip
     emit_list(items, output, ["id", "address", "kind", "severity", "state", "last_seen"])
 
@@ -164,7 +158,7 @@ def report(name: str, state: str, message: str, error_message: str) -> None:
     """Report the state of step NAME of this deployment."""
     df, deployment_id = _deployment_client()
     with df:
-        df.post(_path("/v1/deployments/{}/steps", deployment_id),
+        df.post(api_path("/v1/deployments/{}/steps", deployment_id),
                 {"name": name, "state": state, "message": message,
                  "error_message": error_message})  # fmt: skip
 
@@ -176,7 +170,7 @@ def finish(outcome: str, message: str) -> None:
     """Finish this (script-driven) deployment."""
     df, deployment_id = _deployment_client()
     with df:
-        df.put(_path("/v1/deployments/{}/finish", deployment_id),
+        df.put(api_path("/v1/deployments/{}/finish", deployment_id),
                {"status": outcome, "message": message})  # fmt: skip
 
 

@@ -8,14 +8,8 @@ from typing import Any
 
 import click
 
-from deployforge_client.cli_credentials import client
+from deployforge_client.cli_credentials import api_path, client, confirm
 from deployforge_client.cli_output import LIST_OUTPUTS, ONE_OUTPUTS, emit_list, emit_one, notice
-
-
-def _path(template: str, *values: str) -> str:
-    from deployforge_client._core import path
-
-    return path(template, *values)
 
 
 def webhook_actions(group: click.Group) -> None:
@@ -27,7 +21,7 @@ def webhook_actions(group: click.Group) -> None:
     def deliveries(webhook_id: str, status: str | None, limit: int, output: str) -> None:
         """A webhook's deliveries, newest first, with their attempts."""
         with client() as df:
-            page = df.get(_path("/v1/webhooks/{}/deliveries", webhook_id), status=status,
+            page = df.get(api_path("/v1/webhooks/{}/deliveries", webhook_id), status=status,
                           limit=limit)  # fmt: skip
         rows = [{**d, "attempt_count": len(d.get("attempts", []))} for d in page["items"]]
         emit_list(rows, output, ["id", "event_type", "status", "attempt_count",
@@ -38,7 +32,7 @@ def webhook_actions(group: click.Group) -> None:
     def redeliver(delivery_id: str) -> None:
         """Send a delivery again now, on a fresh retry schedule."""
         with client() as df:
-            df.post(_path("/v1/webhooks/deliveries/{}/redeliver", delivery_id))
+            df.post(api_path("/v1/webhooks/deliveries/{}/redeliver", delivery_id))
         notice(f"Delivery {delivery_id} sent again.")
 
     @group.command("replay")
@@ -47,7 +41,7 @@ def webhook_actions(group: click.Group) -> None:
     def replay(webhook_id: str, since: str) -> None:
         """Re-send every matching event since a time."""
         with client() as df:
-            answer = df.post(_path("/v1/webhooks/{}/replay", webhook_id), {"since": since})
+            answer = df.post(api_path("/v1/webhooks/{}/replay", webhook_id), {"since": since})
         notice(f"Replay of {webhook_id} since {since} started.")
         emit_one(answer, "text")
 
@@ -56,7 +50,7 @@ def webhook_actions(group: click.Group) -> None:
     def test(webhook_id: str) -> None:
         """Send a webhook.ping to the endpoint now."""
         with client() as df:
-            df.post(_path("/v1/webhooks/{}/test", webhook_id))
+            df.post(api_path("/v1/webhooks/{}/test", webhook_id))
         notice(f"webhook.ping sent to {webhook_id}: see `dfctl webhooks deliveries {webhook_id}`.")
 
     @group.command("rotate-secret")
@@ -64,7 +58,7 @@ def webhook_actions(group: click.Group) -> None:
     def rotate_secret(webhook_id: str) -> None:
         """A new signing secret (printed once, on stdout); the old one signs for 24 h more."""
         with client() as df:
-            rotated = df.post(_path("/v1/webhooks/{}/rotate-secret", webhook_id), {})
+            rotated = df.post(api_path("/v1/webhooks/{}/rotate-secret", webhook_id), {})
         notice("The previous secret also signs for 24 hours.")
         click.echo(rotated["secret"])
 
@@ -76,7 +70,7 @@ def domain_actions(group: click.Group) -> None:
     def verify(domain_id: str, output: str) -> None:
         """Look the TXT token and the address records up now."""
         with client() as df:
-            emit_one(df.post(_path("/v1/domains/{}/verify", domain_id)), output)
+            emit_one(df.post(api_path("/v1/domains/{}/verify", domain_id)), output)
 
     group.add_command(certificates, "certificate")
 
@@ -93,14 +87,14 @@ def _certificate_commands(certificate: click.Group) -> None:
     def view(domain_id: str, output: str) -> None:
         """Issuer, serial, names, validity, renewal and the last error."""
         with client() as df:
-            emit_one(df.get(_path("/v1/domains/{}/certificate", domain_id)), output)
+            emit_one(df.get(api_path("/v1/domains/{}/certificate", domain_id)), output)
 
     @certificate.command("issue")
     @click.argument("domain_id")
     def issue(domain_id: str) -> None:
         """Order a certificate now (follow it with `view`, or the ssl.* webhooks)."""
         with client() as df:
-            df.post(_path("/v1/domains/{}/certificate", domain_id), {})
+            df.post(api_path("/v1/domains/{}/certificate", domain_id), {})
         notice(f"Certificate ordered for {domain_id}.")
 
     @certificate.command("revoke")
@@ -108,9 +102,9 @@ def _certificate_commands(certificate: click.Group) -> None:
     @click.option("--yes", is_flag=True, help="Do not ask (required off a terminal).")
     def revoke(domain_id: str, yes: bool) -> None:
         """Revoke the served certificate (the CA is told; the edge stops serving it)."""
-        _confirm(yes, f"Revoke the certificate of {domain_id}?")
+        confirm(yes, f"Revoke the certificate of {domain_id}?")
         with client() as df:
-            df.delete(_path("/v1/domains/{}/certificate", domain_id))
+            df.delete(api_path("/v1/domains/{}/certificate", domain_id))
         notice(f"Certificate of {domain_id} revoked.")
 
 
@@ -146,7 +140,7 @@ def pipeline_actions(group: click.Group) -> None:
         if params:
             body["parameters"] = dict(_pair(p, "--param") for p in params)
         with client() as df:
-            created = df.post(_path("/v1/pipelines/{}/run", pipeline_id), body)
+            created = df.post(api_path("/v1/pipelines/{}/run", pipeline_id), body)
             notice(f"Deployment {created['id']} created.")
             if detach:
                 show(created, output)
@@ -161,15 +155,3 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
     if not sep or not key:
         fail(2, f"{flag} takes KEY=VALUE, not {text!r}")
     return key, value
-
-
-def _confirm(yes: bool, question: str) -> None:
-    import sys
-
-    from deployforge_client.cli_credentials import fail
-
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail(2, "--yes is required when stdin is not a terminal")
-    click.confirm(question, abort=True, err=True)

@@ -7,16 +7,19 @@ terminal and needs `--yes` off one."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
 
-from deployforge_client.cli_credentials import client, fail
+from deployforge_client.cli_credentials import (
+    api_path,
+    client,
+    confirm,
+    fail,
+    read_json_option,
+)
 from deployforge_client.cli_output import LIST_OUTPUTS, ONE_OUTPUTS, emit_list, emit_one, notice
 
 
@@ -46,21 +49,13 @@ class Resource:
 
 
 def _item(collection: str, item_id: str) -> str:
-    from deployforge_client._core import path
-
-    return path(collection + "/{}", item_id)
+    return api_path(collection + "/{}", item_id)
 
 
 def _data(data: str | None) -> dict[str, Any]:
     if data is None:
         return {}
-    text = sys.stdin.read() if data == "-" else (
-        Path(data[1:]).read_text() if data.startswith("@") else data
-    )  # fmt: skip
-    try:
-        body = json.loads(text)
-    except ValueError as exc:
-        fail(2, f"--data is not JSON: {exc}")
+    body = read_json_option(data)
     if not isinstance(body, dict):
         fail(2, "--data is a JSON object")
     return body
@@ -174,10 +169,7 @@ def register(parent: click.Group, spec: Resource) -> click.Group:
         @click.argument("item_id", metavar="ID")
         @click.option("--yes", is_flag=True, help="Do not ask (required off a terminal).")
         def delete(item_id: str, yes: bool) -> None:
-            if not yes:
-                if not sys.stdin.isatty():
-                    fail(2, "--yes is required when stdin is not a terminal")
-                click.confirm(f"Delete {spec.noun} {item_id}?", abort=True, err=True)
+            confirm(yes, f"Delete {spec.noun} {item_id}?")
             with client() as df:
                 df.delete(_item(spec.collection, item_id))
             notice(f"Deleted {spec.noun} {item_id}.")
